@@ -1,0 +1,55 @@
+# One entry point for a fresh machine: every target installs what it needs, idempotently.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := .make
+export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(STAMP):
+	mkdir -p $(STAMP)
+
+$(STAMP)/python: pyproject.toml | $(STAMP)
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+$(STAMP)/node: package.json package-lock.json | $(STAMP)
+	npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $@
+
+$(STAMP)/system: scripts/install-system.sh | $(STAMP)
+	bash scripts/install-system.sh
+	touch $@
+
+install: $(STAMP)/python $(STAMP)/node $(STAMP)/system  ## install Python, Node and system dependencies
+
+lint: install  ## ruff + mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: install  ## the whole test suite (what CI runs)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/python -m pytest -q
+
+demo: install  ## the main job: the seed story on the embedded default backend
+	$(VENV)/bin/forkstage demo
+
+bench: install  ## benchmarks (print tables)
+	$(PY) bench/synth.py
+
+generate: install  ## regenerate typed provider bindings from the schema snapshots
+	$(PY) -m cdk.providers.codegen
+
+clean:  ## remove build and runtime output
+	rm -rf cdktf.out .forkstage $(STAMP)
+
+.PHONY: help install lint test demo bench generate clean

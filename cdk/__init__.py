@@ -1,0 +1,7 @@
+"""CDKTF constructs for forkstage: stage model, provider bindings, cross-stage refs, backend."""
+
+import os
+
+# jsii prints a large end-of-life banner for Node 20 on every import of cdktf; it is noise in
+# every synth and CI log, so silence it before anything imports cdktf.
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")

@@ -1,0 +1,5 @@
+"""Typed provider bindings rendered from schema snapshots kept in the repo.
+
+The prebuilt CDKTF provider packages cost seconds of import per synth and ``cdktf get`` needs the
+registry; small generated classes on cdktf's base classes give the same typed surface for free.
+"""

@@ -1,0 +1,57 @@
+"""The one place provider sources, versions and the used resource types are pinned.
+
+Switching a provider (another version, or another source such as ``neondatabase/neon``) is a
+change here, then ``python -m cdk.providers.refresh <name>`` and ``make generate``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ProviderPin:
+    """A provider as Terraform addresses it, plus the part of its schema forkstage uses."""
+
+    name: str
+    source: str
+    version: str
+    resources: tuple[str, ...] = ()
+    data_sources: tuple[str, ...] = ()
+    hostname: str = "registry.terraform.io"
+
+    @property
+    def fqn(self) -> str:
+        """Fully qualified address, the key of ``terraform providers schema -json``."""
+        return f"{self.hostname}/{self.source}"
+
+    @property
+    def address(self) -> str:
+        """``required_providers`` source: the short form on the public registry."""
+        return self.source if self.hostname == "registry.terraform.io" else self.fqn
+
+    @property
+    def namespace(self) -> str:
+        return self.source.split("/")[0]
+
+    @property
+    def type(self) -> str:
+        return self.source.split("/")[1]
+
+
+NEON = ProviderPin(
+    name="neon",
+    source="kislerdm/neon",
+    version="0.18.0",
+    resources=("neon_project", "neon_branch", "neon_endpoint"),
+    data_sources=("neon_branch_role_password",),
+)
+
+CLOUDFLARE = ProviderPin(
+    name="cloudflare",
+    source="cloudflare/cloudflare",
+    version="5.14.0",
+    resources=("cloudflare_hyperdrive_config", "cloudflare_workers_script"),
+)
+
+PINS: dict[str, ProviderPin] = {pin.name: pin for pin in (NEON, CLOUDFLARE)}

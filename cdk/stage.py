@@ -1,0 +1,111 @@
+"""Stage names, owner vs referencing stages, and the names derived from them.
+
+A stage name ends up in a Terraform workspace, an S3 key, a stack id and three providers'
+resource names, so it is validated once here and everything else derives from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Literal
+
+MAX_STAGE_LENGTH = 40
+_GENERIC = re.compile(r"[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*")
+_PR = re.compile(r"pr-[1-9][0-9]{0,8}")
+_DEV = re.compile(r"dev_[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*")
+
+
+class StageError(ValueError):
+    """A stage name that cannot be used; the message says what would be valid."""
+
+
+def validate_stage_name(name: str) -> str:
+    """Return ``name`` if usable as a stage, else raise StageError with a one-line reason."""
+    shown = name if len(name) <= 50 else name[:47] + "..."
+    if not name:
+        raise StageError("stage name is empty: use e.g. staging, prod, pr-147 or dev_sam")
+    if len(name) > MAX_STAGE_LENGTH:
+        raise StageError(
+            f"stage name {shown!r} is {len(name)} characters long: use at most {MAX_STAGE_LENGTH}"
+        )
+    if name.startswith(("pr-", "pr_")) or name == "pr":
+        if not _PR.fullmatch(name):
+            raise StageError(
+                f"stage name {shown!r} is not a pull-request stage: use pr-<number>, e.g. pr-147"
+            )
+        return name
+    if name.startswith("dev_") and not _DEV.fullmatch(name):
+        raise StageError(
+            f"stage name {shown!r} is not a personal stage: use dev_<name>, e.g. dev_sam"
+        )
+    if not _GENERIC.fullmatch(name):
+        raise StageError(
+            f"stage name {shown!r} is invalid: use lowercase letters, digits, '-' or '_', "
+            "starting with a letter (e.g. staging, prod, pr-147, dev_sam)"
+        )
+    return name
+
+
+def short_hash(text: str, length: int = 6) -> str:
+    """A stable suffix that keeps truncated names unique."""
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def physical_name(*parts: str, limit: int, separator: str = "-", allow_underscore: bool = False) -> str:
+    """Join parts into a provider-safe name of at most ``limit`` characters.
+
+    Characters a provider rejects become the separator; when the name had to be rewritten or
+    cut, a hash of the original is appended, so two stages never collide.
+    """
+    full = separator.join(p for p in parts if p)
+    allowed = "a-z0-9_-" if allow_underscore else "a-z0-9-"
+    clean = re.sub(f"[^{allowed}]+", separator, full.lower()).strip("-_")
+    clean = re.sub(r"-{2,}", "-", clean)
+    if clean == full and len(clean) <= limit:
+        return clean
+    # Rewritten or cut: `dev_sam` and `dev-sam` must not end up with the same name.
+    suffix = short_hash(full)
+    return clean[: limit - len(suffix) - 1].rstrip("-_") + separator + suffix
+
+
+# Provider naming rules (documented limits; the stricter one where docs disagree).
+NEON_BRANCH_LIMIT = 63
+WORKER_SCRIPT_LIMIT = 63
+HYPERDRIVE_LIMIT = 63
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One deployment stage and how it relates to the owner stage."""
+
+    name: str
+    kind: Literal["owner", "referencing"]
+    owner: str | None = None
+
+    @classmethod
+    def parse(
+        cls, name: str, *, owner_stage: str = "staging", referencing: tuple[str, ...] = ("pr-*",)
+    ) -> Stage:
+        validate_stage_name(name)
+        if name != owner_stage and any(fnmatchcase(name, p) for p in referencing):
+            return cls(name=name, kind="referencing", owner=owner_stage)
+        return cls(name=name, kind="owner")
+
+    @property
+    def is_referencing(self) -> bool:
+        return self.kind == "referencing"
+
+    @property
+    def stack_id(self) -> str:
+        return f"stack-{self.name}"
+
+    @property
+    def workspace(self) -> str:
+        return self.name
+
+    def resource_name(self, app: str, id_: str, *, limit: int = 63) -> str:
+        """``<app>-<id>-<stage>``, provider-safe: Neon branch, Worker script, Hyperdrive."""
+        return physical_name(app, id_, self.name, limit=limit)

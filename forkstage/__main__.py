@@ -1,0 +1,5 @@
+"""``python -m forkstage``: the same CLI as the ``forkstage`` script."""
+
+from forkstage.cli import main
+
+main()

@@ -1,0 +1,74 @@
+"""What a rendered pipeline may vary: validated here because every value lands in YAML and shell.
+
+Anything that reaches a template is checked against a narrow pattern, so a crafted branch name
+or version cannot inject YAML keys or shell commands into a pipeline that holds cloud secrets.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from cdk.stage import StageError, validate_stage_name
+
+_BRANCH = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,99}")
+_PYTHON = re.compile(r"3\.[0-9]{1,2}")
+_NODE = re.compile(r"[1-9][0-9]")
+
+
+class CiOptionError(ValueError):
+    """An option value that cannot go into a pipeline; the message says what would."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class CiOptions:
+    """Choices baked into a rendered pipeline (defaults match a fresh forkstage project)."""
+
+    stage_prefix: str = "pr-"
+    owner_stage: str = "staging"
+    main_branch: str = "main"
+    python: str = "3.11"
+    node: str = "20"
+
+    def __post_init__(self) -> None:
+        _check_prefix(self.stage_prefix)
+        try:
+            validate_stage_name(self.owner_stage)
+        except StageError as exc:
+            raise CiOptionError(f"--owner-stage: {exc}") from None
+        if self.owner_stage.startswith(self.stage_prefix):
+            raise CiOptionError(
+                f"--owner-stage {self.owner_stage!r} starts with the preview prefix "
+                f"{self.stage_prefix!r}: pick a long-lived name such as staging"
+            )
+        branch = self.main_branch
+        if not _BRANCH.fullmatch(branch) or ".." in branch or branch.endswith(("/", ".lock")):
+            raise CiOptionError(
+                f"--main-branch {branch!r} is not a plain branch name: use letters, digits, "
+                "'.', '_', '-' or '/', e.g. main"
+            )
+        if not _PYTHON.fullmatch(self.python):
+            raise CiOptionError(
+                f"--python {self.python!r} is not a Python 3 version: use e.g. 3.11"
+            )
+        if not _NODE.fullmatch(self.node):
+            raise CiOptionError(f"--node {self.node!r} is not a Node.js major version: use e.g. 20")
+
+    def changed(self) -> dict[str, str]:
+        """Options that differ from the defaults, for the re-render hint inside each file."""
+        defaults = CiOptions()
+        return {
+            name: value for name, value in vars(self).items() if value != getattr(defaults, name)
+        }
+
+
+def _check_prefix(prefix: str) -> None:
+    # The prefix is only half a stage name: both the smallest and the largest PR number must
+    # give a valid stage, or deploys would fail on the first (or the millionth) pull request.
+    for number in ("1", "999999999"):
+        try:
+            validate_stage_name(prefix + number)
+        except StageError as exc:
+            raise CiOptionError(
+                f"--stage-prefix {prefix!r} does not make valid stage names ({exc})"
+            ) from None

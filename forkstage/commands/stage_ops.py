@@ -1,0 +1,160 @@
+"""``forkstage deploy | plan | destroy --stage S``: what CI pipelines call."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from forkstage.context import Project, stage_option
+from forkstage.report import Reporter
+from forkstage.runner import RunResult, StageRun
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def common_options(func: F) -> F:
+    func = click.option(
+        "--lock-timeout",
+        default="0s",
+        show_default=True,
+        metavar="DURATION",
+        help="Wait this long for another run's state lock (e.g. 5m) before failing.",
+    )(func)
+    func = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")(func)
+    func = click.option(
+        "--via",
+        type=click.Choice(["engine", "cdktf"]),
+        default="engine",
+        show_default=True,
+        help="Run the stack with forkstage's engine, or through `npx cdktf`.",
+    )(func)
+    return stage_option(func)
+
+
+def _report(result: RunResult, as_json: bool, reporter: Reporter) -> None:
+    if as_json:
+        click.echo(json.dumps(result.to_json(), sort_keys=True))
+        return
+    verb = {"deploy": "deployed", "destroy": "destroyed", "plan": "planned"}[result.operation]
+    click.echo(
+        f"{verb} {result.stage}: {result.added} to add, {result.changed} to change, "
+        f"{result.destroyed} to destroy ({result.seconds:.1f}s)"
+        if result.operation == "plan"
+        else f"{verb} {result.stage}: {result.added} added, {result.changed} changed, "
+        f"{result.destroyed} destroyed ({result.seconds:.1f}s)"
+    )
+    if result.owner_serial:
+        before, after = result.owner_serial["before"], result.owner_serial["after"]
+        click.echo(f"owner state serial unchanged: {before} -> {after}")
+    for name, value in sorted(result.outputs.items()):
+        click.echo(f"  {name} = {value}")
+
+
+def _run(stage: str, via: str, lock_timeout: str, as_json: bool) -> tuple[StageRun, Reporter]:
+    project = Project.load()
+    parsed = project.parse_stage(stage)
+    reporter = Reporter(quiet=as_json)
+    run = StageRun(project, parsed, reporter=reporter, lock_timeout=lock_timeout)
+    return run, reporter
+
+
+@click.command()
+@common_options
+def deploy(stage: str, via: str, lock_timeout: str, as_json: bool) -> None:
+    """Create or update a stage (a referencing stage needs its owner deployed first).
+
+    Example: forkstage deploy --stage pr-147
+    """
+    run, reporter = _run(stage, via, lock_timeout, as_json)
+    result = run.deploy_via_cdktf() if via == "cdktf" else run.deploy()
+    _report(result, as_json, reporter)
+
+
+@click.command()
+@common_options
+def plan(stage: str, via: str, lock_timeout: str, as_json: bool) -> None:
+    """Show what a deploy of the stage would change, changing nothing.
+
+    Example: forkstage plan --stage pr-147 --json
+    """
+    run, reporter = _run(stage, via, lock_timeout, as_json)
+    _report(run.plan(), as_json, reporter)
+
+
+@click.command()
+@common_options
+@click.option("--force", is_flag=True, help="Destroy a protected or still-referenced stage.")
+def destroy(stage: str, via: str, lock_timeout: str, as_json: bool, force: bool) -> None:
+    """Destroy a stage's own resources; a referencing stage never touches its owner's.
+
+    Example: forkstage destroy --stage pr-147
+    """
+    run, reporter = _run(stage, via, lock_timeout, as_json)
+    result = run.destroy_via_cdktf(force=force) if via == "cdktf" else run.destroy(force=force)
+    _report(result, as_json, reporter)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> float:
+    """``90s``, ``30m``, ``12h``, ``7d``, ``2w`` -> seconds."""
+    text = text.strip().lower()
+    if len(text) < 2 or text[-1] not in _UNITS or not text[:-1].isdigit():
+        raise click.BadParameter(f"{text!r} is not a duration: use e.g. 30m, 12h or 7d")
+    return int(text[:-1]) * _UNITS[text[-1]]
+
+
+@click.command()
+@click.option("--older-than", metavar="DURATION", help="Prune stages unchanged for this long (e.g. 7d).")
+@click.option("--open", "open_", metavar="STAGES", help="Comma-separated stages still open; prune the rest.")
+@click.option("--dry-run", is_flag=True, help="Only list what would be destroyed.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def prune(older_than: str | None, open_: str | None, dry_run: bool, as_json: bool) -> None:
+    """Destroy referencing stages that are stale or whose pull requests are closed.
+
+    Owner stages (staging, prod, dev_*) are never pruned.
+
+    Example: forkstage prune --open pr-147,pr-150 --older-than 7d --dry-run
+    """
+    import time
+
+    from forkstage.commands.info import stage_rows
+
+    if not older_than and open_ is None:
+        raise click.UsageError("say what to prune: --older-than DURATION and/or --open pr-1,pr-2")
+    max_age = parse_duration(older_than) if older_than else None
+    project = Project.load()
+    keep = {s.strip() for s in (open_ or "").split(",") if s.strip()}
+    for name in keep:
+        project.parse_stage(name)
+    now = time.time()
+    victims = []
+    for row in stage_rows(project):
+        if row["kind"] != "referencing":
+            continue
+        closed = open_ is not None and row["stage"] not in keep
+        stale = False
+        if max_age is not None and row["last_change"]:
+            from datetime import datetime
+
+            stale = now - datetime.fromisoformat(row["last_change"]).timestamp() > max_age
+        if closed or stale:
+            victims.append({"stage": row["stage"], "reason": "closed" if closed else "stale"})
+    results = []
+    for victim in victims:
+        if not dry_run:
+            reporter = Reporter(quiet=as_json)
+            run = StageRun(project, project.parse_stage(victim["stage"]), reporter=reporter)
+            run.destroy()
+        results.append({**victim, "destroyed": not dry_run})
+        if not as_json:
+            verb = "would destroy" if dry_run else "destroyed"
+            click.echo(f"{verb} {victim['stage']} ({victim['reason']})")
+    if as_json:
+        click.echo(json.dumps(results, sort_keys=True))
+    elif not victims:
+        click.echo("nothing to prune")

@@ -1,0 +1,77 @@
+"""``forkstage synth``: write a stage's Terraform config (and the long-lived stages')."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import time
+from pathlib import Path
+
+import click
+
+from forkstage.context import Project, stage_option
+from forkstage.engine import terraform_env
+from forkstage.errors import Failed
+
+
+def run_app(project: Project, stage: str, out: Path, *, only: bool, env: dict[str, str]) -> Path:
+    """Run the project's cdktf app (cdktf.json "app") exactly as `npx cdktf synth` would.
+
+    The same program writes the same JSON whichever tool starts it.
+    """
+    app = project.app_command()
+    env = {**env, "FORKSTAGE_STAGE": stage, "CDKTF_OUTDIR": str(out)}
+    env.pop("STAGE", None)
+    if only:
+        env["FORKSTAGE_SYNTH_ONLY"] = "1"
+    else:
+        env.pop("FORKSTAGE_SYNTH_ONLY", None)
+    proc = subprocess.run(
+        shlex.split(app),
+        cwd=project.root,
+        env=env,
+        text=True,
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise Failed(f"synth failed: {(proc.stderr or proc.stdout).strip()}")
+    path = out / "stacks" / f"stack-{stage}" / "cdk.tf.json"
+    if not path.is_file():
+        raise Failed(f"synth wrote no stack-{stage}: is {app!r} a forkstage app?")
+    return path
+
+
+@click.command()
+@stage_option
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Output folder (default: cdktf.out in the project).",
+)
+@click.option(
+    "--only", is_flag=True, help="Synthesize only stack-<stage>, not the long-lived stages."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def synth(stage: str, out: Path | None, only: bool, as_json: bool) -> None:
+    """Write stack-<stage>'s Terraform JSON (plus the long-lived stages).
+
+    Runs the same app as `STAGE=<stage> npx cdktf synth`, without the cdktf CLI.
+
+    Example: forkstage synth --stage pr-147 --out cdktf.out
+    """
+    project = Project.load()
+    project.parse_stage(stage)  # exit 2 before anything is written
+    started = time.perf_counter()
+    target = (out if out is not None else project.root / "cdktf.out").resolve()
+    env = terraform_env(project.home)
+    path = run_app(project, stage, target, only=only, env=env)
+    took = time.perf_counter() - started
+    if as_json:
+        result = {"stage": stage, "stack": f"stack-{stage}", "path": str(path)}
+        click.echo(json.dumps({**result, "seconds": round(took, 3)}))
+    else:
+        click.echo(f"synthesized stack-{stage} -> {path} ({took:.2f}s)")

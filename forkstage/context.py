@@ -1,0 +1,88 @@
+"""The project a command runs in: root folder, settings, runtime home, and stage parsing.
+
+Every command resolves these the same way, and turns bad settings or stage names into exit 2
+before anything runs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from cdk.settings import Settings, SettingsError, load_settings
+from cdk.stage import Stage, StageError
+from forkstage.engine import forkstage_home, project_root
+from forkstage.errors import BadInput
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def stage_option(func: F) -> F:
+    """``--stage S`` (required), validated by the command so the message is ours."""
+    return click.option(
+        "--stage",
+        "-s",
+        required=True,
+        metavar="STAGE",
+        help="Stage name: staging, prod, pr-<number>, dev_<name>, ...",
+    )(func)
+
+
+@dataclass
+class Project:
+    """A forkstage project on disk."""
+
+    root: Path
+
+    @classmethod
+    def load(cls, start: Path | None = None) -> Project:
+        return cls(root=project_root(start))
+
+    @cached_property
+    def settings(self) -> Settings:
+        try:
+            return load_settings(self.root)
+        except SettingsError as exc:
+            raise BadInput(str(exc)) from None
+
+    @property
+    def home(self) -> Path:
+        return forkstage_home(self.root)
+
+    def parse_stage(self, name: str) -> Stage:
+        try:
+            return Stage.parse(
+                name,
+                owner_stage=self.settings.owner_stage,
+                referencing=self.settings.referencing,
+            )
+        except StageError as exc:
+            raise BadInput(str(exc)) from None
+
+    def parse_stage_or_none(self, name: str) -> Stage | None:
+        """For names found in a backend: a foreign workspace is skipped, not an error."""
+        try:
+            return self.parse_stage(name)
+        except BadInput:
+            return None
+
+    def app_command(self) -> str:
+        """The cdktf app command from cdktf.json (what `npx cdktf synth` runs)."""
+        path = self.root / "cdktf.json"
+        try:
+            app = json.loads(path.read_text()).get("app")
+        except (OSError, ValueError):
+            raise BadInput(f"no readable cdktf.json in {self.root}: run forkstage in a project") from None
+        if not isinstance(app, str) or not app.strip():
+            raise BadInput(f'{path} has no "app" command')
+        return app
+
+    def provider_installation(self) -> str:
+        """The Terraform CLI config block that installs providers for this project's target."""
+        return ""

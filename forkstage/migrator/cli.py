@@ -1,0 +1,248 @@
+"""``forkstage migrate`` and ``forkstage migrations``: run or list a branch's migrations.
+
+The URL can come from an environment variable (``--database-url-env``) so that a password never
+shows up in argv, process lists or CI logs; every message shows URLs with the password masked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from forkstage import errors as cli_errors
+from forkstage.migrator import errors
+from forkstage.migrator.layout import Migration
+
+EPILOG = (
+    "Exit codes: 0 ok; 1 a migration failed (it was rolled back, later ones did not run) or the "
+    "database could not be reached; 2 bad input (missing folder, unknown layout, bad URL, no "
+    "database given); 4 a migration already applied to this database was edited."
+)
+DEFAULT_DIR = "migrations"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Edited(click.ClickException):
+    """An applied migration's file changed: refused before anything ran."""
+
+    exit_code = errors.EXIT_EDITED
+
+
+def _database_options(func: F) -> F:
+    options = [
+        click.option(
+            "--database-url-env",
+            metavar="NAME",
+            help="Read the database URL from this environment variable (keeps it out of argv).",
+        ),
+        click.option(
+            "--database-url",
+            metavar="URL",
+            help="postgresql:// URL of the database (visible in process lists; prefer the env).",
+        ),
+        click.option("--stage", metavar="STAGE", help="Migrate the database of this stage."),
+        click.option(
+            "--dir",
+            "directory",
+            type=click.Path(path_type=Path, file_okay=False),
+            default=None,
+            help=f"Migrations folder [default: <project>/{DEFAULT_DIR}].",
+        ),
+        click.option("--json", "as_json", is_flag=True, help="Print one JSON document."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _resolve_url(database_url: str | None, url_env: str | None, stage: str | None) -> str:
+    given = [v for v in (database_url, url_env, stage) if v]
+    if not given:
+        raise errors.BadInput(
+            "no database given: pass --database-url-env NAME, --database-url URL or --stage STAGE"
+        )
+    if len(given) > 1:
+        raise errors.BadInput("pass only one of --database-url, --database-url-env and --stage")
+    if url_env:
+        url = os.environ.get(url_env, "").strip()
+        if not url:
+            raise errors.BadInput(
+                f"environment variable {url_env} is not set or empty: put the database URL in it"
+            )
+        return url
+    if stage:
+        from forkstage.migrator.stage import resolve_stage_database_url
+
+        return resolve_stage_database_url(stage)
+    assert database_url is not None
+    return database_url
+
+
+def _resolve_dir(directory: Path | None) -> Path:
+    if directory is not None:
+        return directory
+    from forkstage.engine import project_root
+
+    return project_root() / DEFAULT_DIR
+
+
+def _click_error(exc: errors.MigrationError) -> click.ClickException:
+    if isinstance(exc, errors.EditedMigration):
+        return Edited(str(exc))
+    if isinstance(exc, errors.BadInput):
+        return cli_errors.BadInput(str(exc))
+    return cli_errors.Failed(str(exc))
+
+
+def _fail(exc: errors.MigrationError, as_json: bool, **extra: Any) -> click.ClickException:
+    if as_json:
+        doc: dict[str, Any] = {"error": str(exc), "exit_code": exc.exit_code, **extra}
+        if isinstance(exc, errors.EditedMigration):
+            doc["edited"] = exc.files
+        if isinstance(exc, errors.MigrationFailed):
+            doc["failed"] = exc.file
+            doc["applied"] = exc.applied
+        click.echo(json.dumps(doc, indent=2))
+    return _click_error(exc)
+
+
+def _when(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _late_note(migration: Migration) -> str:
+    return (
+        " (older than the newest applied entry: "
+        f"drizzle's own migrator would skip {migration.name})"
+    )
+
+
+@click.command("migrate", epilog=EPILOG)
+@_database_options
+@click.option("--dry-run", is_flag=True, help="List what would run; change nothing.")
+def migrate(
+    database_url_env: str | None,
+    database_url: str | None,
+    stage: str | None,
+    directory: Path | None,
+    as_json: bool,
+    dry_run: bool,
+) -> None:
+    """Apply a migrations folder to one database (one branch), each migration exactly once.
+
+    Understands drizzle-kit's journal folders, drizzle 1.0 migration folders and plain
+    NNNN_name.sql files; history goes where drizzle keeps it (or forkstage.schema_migrations).
+
+    Example: forkstage migrate --database-url-env DATABASE_URL --dir migrations
+    """
+    from forkstage.migrator.runner import Applied, Status
+    from forkstage.migrator.runner import migrate as run
+
+    def progress(done: Applied) -> None:
+        if not as_json:
+            click.echo(f"applied {done.migration.file} ({done.seconds:.2f} s)")
+
+    try:
+        url = _resolve_url(database_url, database_url_env, stage)
+        folder = _resolve_dir(directory)
+        outcome = run(url, folder, dry_run=dry_run, on_applied=progress)
+    except errors.MigrationError as exc:
+        raise _fail(exc, as_json) from None
+
+    plan = outcome.plan
+    pending = plan.having(Status.PENDING)
+    already = len(plan.having(Status.APPLIED))
+    if as_json:
+        doc = {
+            "layout": str(plan.layout),
+            "history_table": plan.history_table,
+            "dry_run": dry_run,
+            "applied": [
+                {"name": a.migration.name, "file": a.migration.file, "seconds": round(a.seconds, 3)}
+                for a in outcome.applied
+            ],
+            "pending": [e.migration.name for e in pending] if dry_run else [],
+            "already_applied": already,
+            "unknown": list(plan.unknown),
+        }
+        click.echo(json.dumps(doc, indent=2))
+        return
+    if plan.unknown:
+        click.echo(
+            f"note: {plan.history_table} lists {len(plan.unknown)} migration(s) not in the folder: "
+            + ", ".join(plan.unknown),
+            err=True,
+        )
+    if dry_run:
+        for entry in pending:
+            late = _late_note(entry.migration) if entry.out_of_order else ""
+            click.echo(f"would apply {entry.migration.file}{late}")
+        click.echo(f"dry run: {len(pending)} to apply, {already} applied already")
+    elif outcome.applied:
+        click.echo(f"{len(outcome.applied)} applied, {already} applied already")
+    else:
+        click.echo(f"nothing to apply: {already} applied already")
+
+
+@click.command("migrations", epilog=EPILOG + " `migrations` exits 4 after printing the list.")
+@_database_options
+def migrations(
+    database_url_env: str | None,
+    database_url: str | None,
+    stage: str | None,
+    directory: Path | None,
+    as_json: bool,
+) -> None:
+    """List a database's migrations: applied, pending, and applied-but-edited (changed).
+
+    Example: forkstage migrations --database-url-env DATABASE_URL --dir migrations --json
+    """
+    from forkstage.migrator.runner import Status, edited_error, status
+
+    try:
+        url = _resolve_url(database_url, database_url_env, stage)
+        plan = status(url, _resolve_dir(directory))
+    except errors.MigrationError as exc:
+        raise _fail(exc, as_json) from None
+
+    changed = plan.having(Status.CHANGED)
+    if as_json:
+        doc = {
+            "layout": str(plan.layout),
+            "history_table": plan.history_table,
+            "migrations": [
+                {
+                    "name": e.migration.name,
+                    "file": e.migration.file,
+                    "status": str(e.status),
+                    "sha256": e.migration.sha256,
+                    "recorded_sha256": e.recorded_sha256,
+                    "applied_at": _when(e.applied_at),
+                    "out_of_order": e.out_of_order,
+                }
+                for e in plan.entries
+            ],
+            "unknown": list(plan.unknown),
+        }
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        rows = [(str(e.status), e.migration.file, _when(e.applied_at) or "-") for e in plan.entries]
+        rows += [("unknown", key, "(in the history, not in the folder)") for key in plan.unknown]
+        width = max([len("MIGRATION")] + [len(r[1]) for r in rows])
+        click.echo(f"{plan.layout} layout, history in {plan.history_table}")
+        click.echo(f"{'STATUS':<8} {'MIGRATION':<{width}} APPLIED AT")
+        for state, name, when in rows:
+            click.echo(f"{state:<8} {name:<{width}} {when}")
+        counts = ", ".join(f"{len(plan.having(s))} {s}" for s in Status)
+        click.echo(counts)
+    if changed:
+        raise Edited(str(edited_error(plan)))

@@ -1,0 +1,412 @@
+"""Deploy, plan and destroy one stage: synth -> init -> workspace -> engine, with guards first.
+
+Each stage gets its own work folder under FORKSTAGE_HOME, so pipelines for pr-147 and pr-148 can
+run at once; Terraform's S3 lock keeps two runs of the same stage apart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cdk.stage import Stage
+from forkstage import embedded
+from forkstage.context import Project
+from forkstage.engine import run_terraform, terraform_env
+from forkstage.errors import Failed, Refused
+from forkstage.report import Reporter
+from forkstage.state import StateReader, stage_env
+
+# Resource types only an owner stage may ever delete (a referencing stage must never plan it).
+OWNER_ONLY_TYPES = frozenset({"neon_project"})
+# Terraform's machine-readable diagnostics carry the message we show on failure.
+_ERROR_LEVELS = {"error"}
+
+
+@dataclass
+class RunResult:
+    """What one operation did, for the summary and --json."""
+
+    stage: str
+    operation: str
+    ok: bool = True
+    added: int = 0
+    changed: int = 0
+    destroyed: int = 0
+    seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    owner_serial: dict[str, int | None] = field(default_factory=dict)
+    finished_at: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["seconds"] = round(self.seconds, 3)
+        data["phases"] = {k: round(v, 3) for k, v in self.phases.items()}
+        return data
+
+
+def terraform_error(stdout: str, stderr: str) -> str:
+    """The error lines of a failed run (JSON diagnostics or Terraform's human output)."""
+    messages: list[str] = []
+    for line in stdout.splitlines():
+        if not line.startswith("{"):
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if event.get("@level") in _ERROR_LEVELS:
+            diag = event.get("diagnostic") or {}
+            text = diag.get("summary") or event.get("@message", "")
+            detail = (diag.get("detail") or "").strip()
+            messages.append(f"{text}: {detail}" if detail else text)
+    if messages:
+        return "\n".join(messages)
+    text = "\n".join(x.rstrip() for x in (stderr or stdout).strip().splitlines())
+    return text or "terraform failed without a message"
+
+
+def change_summary(stdout: str) -> dict[str, int]:
+    """Counts from the ``change_summary`` event of ``apply -json`` / ``plan -json``."""
+    counts = {"add": 0, "change": 0, "remove": 0}
+    for line in stdout.splitlines():
+        if '"change_summary"' not in line:
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        changes = event.get("changes") or {}
+        counts = {k: int(changes.get(k, 0)) for k in counts}
+    return counts
+
+
+class StageRun:
+    """One stage's Terraform runs, with everything they need prepared once."""
+
+    def __init__(
+        self,
+        project: Project,
+        stage: Stage,
+        *,
+        reporter: Reporter | None = None,
+        lock_timeout: str = "0s",
+    ) -> None:
+        self.project = project
+        self.settings = project.settings
+        self.backend = self.settings.backend
+        self.stage = stage
+        self.home = project.home
+        self.reporter = reporter or Reporter(quiet=True)
+        self.lock_timeout = lock_timeout
+        self.workdir = self.home / "work" / stage.name
+        self.stack_dir = self.workdir / "stacks" / stage.stack_id
+        self._env: dict[str, str] | None = None
+        self._reader: StateReader | None = None
+
+    # -- environment -------------------------------------------------------------------------
+    def start_backend(self) -> None:
+        with self.reporter.phase("backend", "state backend"):
+            embedded.ensure_running(self.backend, self.home)
+
+    @property
+    def reader(self) -> StateReader:
+        if self._reader is None:
+            self._reader = StateReader(self.backend, self.home)
+        return self._reader
+
+    def env(self, *, workspace: bool = True) -> dict[str, str]:
+        """Terraform's environment: pinned engine, own CLI config, stage-scoped credentials."""
+        if self._env is None:
+            reads = (self.stage.owner,) if self.stage.owner else ()
+            extra = {
+                "FORKSTAGE_STAGE": self.stage.name,
+                "FORKSTAGE_HOME": str(self.home),
+                **stage_env(self.backend, self.home, self.stage.name, reads),
+            }
+            self._env = terraform_env(
+                self.home,
+                provider_installation=self.project.provider_installation(),
+                extra=extra,
+            )
+        env = dict(self._env)
+        if workspace:
+            env["TF_WORKSPACE"] = self.stage.workspace
+        return env
+
+    # -- guards (all before Terraform runs) ------------------------------------------------------
+    def check_owner_deployed(self) -> None:
+        """A referencing stage needs its owner's outputs; without them Terraform would write an
+        empty state into the owner's workspace and then fail."""
+        if not self.stage.owner:
+            return
+        owner = self.reader.state(self.stage.owner)
+        if owner is None or not owner.outputs:
+            raise Refused(
+                f"stage {self.stage.name} references {self.stage.owner}, which is not deployed: "
+                f"deploy it first (forkstage deploy --stage {self.stage.owner})"
+            )
+
+    def check_destroy_allowed(self, *, force: bool) -> None:
+        if force:
+            return
+        if self.stage.name in self.settings.protected:
+            raise Refused(
+                f"stage {self.stage.name} is protected: pass --force to destroy it anyway"
+            )
+        if self.stage.is_referencing:
+            return
+        dependents = []
+        for name in self.reader.stages():
+            if name == self.stage.name:
+                continue
+            other = self.project.parse_stage_or_none(name)
+            if other is not None and other.owner == self.stage.name:
+                state = self.reader.state(name)
+                if state is not None and state.resources > 0:
+                    dependents.append(name)
+        if dependents:
+            raise Refused(
+                f"stage {self.stage.name} is referenced by {', '.join(dependents)}: destroy "
+                "those first, or pass --force"
+            )
+
+    # -- steps ---------------------------------------------------------------------------------
+    def synth(self) -> Path:
+        """Run the project's cdktf app for this stage only, into the stage's work folder."""
+        from forkstage.commands.synth import run_app
+
+        with self.reporter.phase("synth", "synth"):
+            run_app(self.project, self.stage.name, self.workdir, only=True, env=self.env(workspace=False))
+        return self.stack_dir
+
+    def terraform(self, *args: str, workspace: bool = True) -> subprocess.CompletedProcess[str]:
+        return run_terraform(args, cwd=self.stack_dir, env=self.env(workspace=workspace))
+
+    def _check(self, proc: subprocess.CompletedProcess[str], what: str) -> None:
+        if proc.returncode != 0:
+            raise Failed(f"{what} failed for {self.stage.name}: {terraform_error(proc.stdout, proc.stderr)}")
+
+    def init(self) -> None:
+        """``init`` and ``workspace select -or-create``, never interactive.
+
+        Done before cdktf-cli ever runs: its init prompts forever when TF_WORKSPACE names a
+        workspace that does not exist yet.
+        """
+        with self.reporter.phase("init", "terraform init"):
+            self._check(
+                self.terraform("init", "-input=false", "-no-color", workspace=False), "init"
+            )
+        with self.reporter.phase("workspace", f"workspace {self.stage.workspace}"):
+            self._check(
+                self.terraform(
+                    "workspace", "select", "-or-create=true", self.stage.workspace, workspace=False
+                ),
+                "workspace select",
+            )
+
+    def prepare(self) -> None:
+        self.start_backend()
+        self.synth()
+        self.init()
+
+    def owner_serial(self) -> int | None:
+        if not self.stage.owner:
+            return None
+        state = self.reader.state(self.stage.owner)
+        return state.serial if state else None
+
+    # -- operations ----------------------------------------------------------------------------
+    def deploy(self) -> RunResult:
+        started = time.perf_counter()
+        self.start_backend()
+        self.check_owner_deployed()
+        self.synth()
+        self.init()
+        with self.reporter.phase("apply", "terraform apply"):
+            proc = self.terraform(
+                "apply", "-auto-approve", "-input=false", "-json", f"-lock-timeout={self.lock_timeout}"
+            )
+        self._check(proc, "apply")
+        counts = change_summary(proc.stdout)
+        result = self._result("deploy", started, counts)
+        result.outputs = self.outputs()
+        self.record(result)
+        return result
+
+    def plan(self) -> RunResult:
+        started = time.perf_counter()
+        self.start_backend()
+        self.check_owner_deployed()
+        self.synth()
+        self.init()
+        with self.reporter.phase("plan", "terraform plan"):
+            proc = self.terraform(
+                "plan", "-input=false", "-json", f"-lock-timeout={self.lock_timeout}"
+            )
+        self._check(proc, "plan")
+        return self._result("plan", started, change_summary(proc.stdout))
+
+    def destroy(self, *, force: bool = False) -> RunResult:
+        started = time.perf_counter()
+        self.start_backend()
+        self.check_destroy_allowed(force=force)
+        if self.stage.workspace not in self.reader.stages():
+            raise Refused(f"stage {self.stage.name} has no state in the backend: nothing to destroy")
+        before = self.owner_serial()
+        self.synth()
+        self.init()
+        plan_file = "destroy.tfplan"
+        with self.reporter.phase("plan", "destroy plan"):
+            proc = self.terraform(
+                "plan", "-destroy", "-input=false", "-json", f"-out={plan_file}",
+                f"-lock-timeout={self.lock_timeout}",
+            )
+            self._check(proc, "destroy plan")
+            shown = self.terraform("show", "-json", plan_file)
+            self._check(shown, "show")
+        self.check_destroy_plan(json.loads(shown.stdout))
+        with self.reporter.phase("apply", "terraform destroy"):
+            proc = self.terraform("apply", "-input=false", "-json", f"-lock-timeout={self.lock_timeout}", plan_file)
+        self._check(proc, "destroy")
+        (self.stack_dir / plan_file).unlink(missing_ok=True)
+        self.delete_workspace()
+        result = self._result("destroy", started, change_summary(proc.stdout))
+        self._confirm_owner_untouched(result, before)
+        self.record(result)
+        return result
+
+    # -- the same operations through cdktf-cli -------------------------------------------------
+    def cdktf(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+        """Run the project's local cdktf-cli on this stage, workspace already prepared."""
+        binary = self.project.root / "node_modules" / ".bin" / "cdktf"
+        if not binary.exists():
+            raise Failed("cdktf-cli is not installed in this project: run `make install`")
+        env = self.env()
+        env.update({"FORKSTAGE_SYNTH_ONLY": "1", "CI": "1", "FORCE_COLOR": "0"})
+        try:
+            return subprocess.run(
+                [str(binary), *args, self.stage.stack_id, "--auto-approve", "--output", str(self.workdir)],
+                cwd=self.project.root,
+                env=env,
+                text=True,
+                capture_output=True,
+                stdin=subprocess.DEVNULL,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise Failed(f"cdktf {args[0]} of {self.stage.name} did not finish within {timeout:.0f}s") from None
+
+    def _resources(self) -> int:
+        state = self.reader.state(self.stage.name)
+        return state.resources if state else 0
+
+    def deploy_via_cdktf(self) -> RunResult:
+        started = time.perf_counter()
+        self.start_backend()
+        self.check_owner_deployed()
+        self.synth()
+        self.init()
+        before = self._resources()
+        with self.reporter.phase("apply", "cdktf deploy"):
+            proc = self.cdktf("deploy")
+        self._check(proc, "cdktf deploy")
+        after = self._resources()
+        counts = {"add": max(after - before, 0), "change": 0, "remove": max(before - after, 0)}
+        result = self._result("deploy", started, counts)
+        result.outputs = self.outputs()
+        self.record(result)
+        return result
+
+    def destroy_via_cdktf(self, *, force: bool = False) -> RunResult:
+        started = time.perf_counter()
+        self.start_backend()
+        self.check_destroy_allowed(force=force)
+        if self.stage.workspace not in self.reader.stages():
+            raise Refused(f"stage {self.stage.name} has no state in the backend: nothing to destroy")
+        before_serial = self.owner_serial()
+        self.synth()
+        self.init()
+        with self.reporter.phase("plan", "destroy plan"):
+            proc = self.terraform("plan", "-destroy", "-input=false", "-out=destroy.tfplan")
+            self._check(proc, "destroy plan")
+            shown = self.terraform("show", "-json", "destroy.tfplan")
+            self._check(shown, "show")
+        (self.stack_dir / "destroy.tfplan").unlink(missing_ok=True)
+        self.check_destroy_plan(json.loads(shown.stdout))
+        before = self._resources()
+        with self.reporter.phase("apply", "cdktf destroy"):
+            proc = self.cdktf("destroy")
+        self._check(proc, "cdktf destroy")
+        self.delete_workspace()
+        result = self._result("destroy", started, {"add": 0, "change": 0, "remove": before})
+        self._confirm_owner_untouched(result, before_serial)
+        self.record(result)
+        return result
+
+    def delete_workspace(self) -> None:
+        with self.reporter.phase("workspace", "delete workspace"):
+            self._check(self.terraform("workspace", "select", "default", workspace=False), "workspace select")
+            self._check(
+                self.terraform("workspace", "delete", self.stage.workspace, workspace=False),
+                "workspace delete",
+            )
+
+    def _confirm_owner_untouched(self, result: RunResult, before: int | None) -> None:
+        if not self.stage.owner:
+            return
+        after = self.owner_serial()
+        result.owner_serial = {"before": before, "after": after}
+        if before != after:
+            raise Failed(
+                f"the state of {self.stage.owner} changed during the destroy of "
+                f"{self.stage.name} (serial {before} -> {after})"
+            )
+
+    def check_destroy_plan(self, plan: dict[str, Any]) -> None:
+        """The destroy plan may only delete this stage's own resources."""
+        for change in plan.get("resource_changes", []):
+            actions = set(change.get("change", {}).get("actions", []))
+            if change.get("mode") != "managed" or actions <= {"no-op", "read"}:
+                continue
+            if actions != {"delete"}:
+                raise Failed(
+                    f"destroy plan for {self.stage.name} would {'/'.join(sorted(actions))} "
+                    f"{change.get('address')}: refusing"
+                )
+            if self.stage.is_referencing and change.get("type") in OWNER_ONLY_TYPES:
+                raise Failed(
+                    f"destroy plan for {self.stage.name} would delete {change.get('address')}, "
+                    f"which belongs to {self.stage.owner}: refusing"
+                )
+
+    def outputs(self) -> dict[str, Any]:
+        state = self.reader.state(self.stage.name)
+        return state.public_outputs() if state else {}
+
+    def _result(self, operation: str, started: float, counts: dict[str, int]) -> RunResult:
+        return RunResult(
+            stage=self.stage.name,
+            operation=operation,
+            added=counts["add"],
+            changed=counts["change"],
+            destroyed=counts["remove"],
+            seconds=time.perf_counter() - started,
+            phases=dict(self.reporter.phases),
+            finished_at=time.time(),
+        )
+
+    def record(self, result: RunResult) -> None:
+        """Keep the last run per stage for ``forkstage summary``."""
+        runs = self.home / "runs"
+        runs.mkdir(parents=True, exist_ok=True)
+        tmp = runs / f".{self.stage.name}.json.tmp"
+        tmp.write_text(json.dumps(result.to_json(), indent=2))
+        os.replace(tmp, runs / f"{self.stage.name}.json")

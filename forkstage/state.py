@@ -1,0 +1,160 @@
+"""Read stages' states and locks from the S3 backend (embedded server, S3 or R2) with boto3.
+
+Guards and reports read state here, before Terraform runs: it is faster than the engine and
+works the same against any S3 API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cdk.settings import BackendSettings
+from forkstage import embedded
+from forkstage.errors import Failed
+
+WORKSPACE_PREFIX = "env:/"
+
+
+@dataclass(frozen=True)
+class StageState:
+    """One workspace's state as stored in the backend."""
+
+    stage: str
+    serial: int
+    resources: int
+    outputs: dict[str, Any]
+    last_modified: datetime | None
+    lineage: str
+
+    def public_outputs(self) -> dict[str, Any]:
+        """Outputs not marked sensitive (the only ones forkstage ever prints)."""
+        return {k: v.get("value") for k, v in self.outputs.items() if not v.get("sensitive")}
+
+
+def state_key(backend: BackendSettings, stage: str) -> str:
+    return f"{WORKSPACE_PREFIX}{stage}/{backend.key}"
+
+
+def admin_env(backend: BackendSettings, home: Path) -> dict[str, str]:
+    """AWS credentials for reading every stage: the embedded admin key, or the caller's."""
+    if backend.embedded:
+        from backend.credentials import ensure_admin
+
+        cred = ensure_admin(embedded.data_dir(home))
+        return {
+            "AWS_ACCESS_KEY_ID": cred.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": cred.secret_access_key,
+        }
+    return {
+        k: os.environ[k]
+        for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
+        if k in os.environ
+    }
+
+
+def stage_env(backend: BackendSettings, home: Path, stage: str, reads: tuple[str, ...]) -> dict[str, str]:
+    """Credentials one stage's Terraform run gets: on the embedded server, scoped to the stage
+    (read/write its own workspace, outputs-only reads of ``reads``)."""
+    if not backend.embedded:
+        return admin_env(backend, home)
+    from backend.credentials import issue
+
+    cred = issue(embedded.data_dir(home), policy="stage", stage=stage, read_outputs=reads)
+    return {"AWS_ACCESS_KEY_ID": cred.access_key_id, "AWS_SECRET_ACCESS_KEY": cred.secret_access_key}
+
+
+class StateReader:
+    """boto3 access to the backend bucket with admin credentials."""
+
+    def __init__(self, backend: BackendSettings, home: Path) -> None:
+        import boto3
+        from botocore.config import Config
+
+        self.backend = backend
+        creds = admin_env(backend, home)
+        self.client = boto3.client(
+            "s3",
+            endpoint_url=backend.endpoint or None,
+            region_name=backend.region,
+            aws_access_key_id=creds.get("AWS_ACCESS_KEY_ID"),
+            aws_secret_access_key=creds.get("AWS_SECRET_ACCESS_KEY"),
+            aws_session_token=creds.get("AWS_SESSION_TOKEN"),
+            config=Config(
+                s3={"addressing_style": "path"},
+                retries={"max_attempts": 2},
+                connect_timeout=5,
+                read_timeout=30,
+            ),
+        )
+
+    def _error_code(self, exc: Exception) -> str:
+        response = getattr(exc, "response", None) or {}
+        return str(response.get("Error", {}).get("Code", ""))
+
+    def stages(self) -> list[str]:
+        """Every workspace with a state object, sorted."""
+        names: set[str] = set()
+        suffix = "/" + self.backend.key
+        kwargs: dict[str, Any] = {"Bucket": self.backend.bucket, "Prefix": WORKSPACE_PREFIX}
+        try:
+            while True:
+                page = self.client.list_objects_v2(**kwargs)
+                for item in page.get("Contents", []):
+                    key = item["Key"]
+                    if key.endswith(suffix):
+                        ws = key[len(WORKSPACE_PREFIX) : -len(suffix)]
+                        if ws and "/" not in ws:
+                            names.add(ws)
+                if not page.get("IsTruncated"):
+                    break
+                kwargs["ContinuationToken"] = page["NextContinuationToken"]
+        except Exception as exc:
+            if self._error_code(exc) == "NoSuchBucket":
+                return []
+            raise Failed(f"cannot list stages in the state backend: {exc}") from None
+        return sorted(names)
+
+    def state(self, stage: str) -> StageState | None:
+        """The stage's current state, or None when it has none (or an empty one)."""
+        try:
+            obj = self.client.get_object(Bucket=self.backend.bucket, Key=state_key(self.backend, stage))
+        except Exception as exc:
+            if self._error_code(exc) in ("NoSuchKey", "404", "NoSuchBucket"):
+                return None
+            raise Failed(f"cannot read the state of {stage}: {exc}") from None
+        body = obj["Body"].read()
+        if not body.strip():
+            return None
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise Failed(f"the state of {stage} is not valid JSON") from None
+        resources = [r for r in data.get("resources", []) if r.get("mode") == "managed"]
+        return StageState(
+            stage=stage,
+            serial=int(data.get("serial", 0)),
+            resources=sum(len(r.get("instances", [])) for r in resources),
+            outputs=dict(data.get("outputs", {})),
+            last_modified=obj.get("LastModified"),
+            lineage=str(data.get("lineage", "")),
+        )
+
+    def lock(self, stage: str) -> dict[str, Any] | None:
+        """Terraform's lock info (ID, Who, Operation, Created) when the stage is locked."""
+        key = state_key(self.backend, stage) + ".tflock"
+        try:
+            obj = self.client.get_object(Bucket=self.backend.bucket, Key=key)
+        except Exception as exc:
+            if self._error_code(exc) in ("NoSuchKey", "404", "NoSuchBucket"):
+                return None
+            raise Failed(f"cannot read the lock of {stage}: {exc}") from None
+        try:
+            info = json.loads(obj["Body"].read())
+        except ValueError:
+            return {"ID": "?", "Who": "?"}
+        return dict(info) if isinstance(info, dict) else {"ID": "?", "Who": "?"}

@@ -1,0 +1,160 @@
+"""The wrapper end to end: fixture app, real Terraform engine, embedded state server on loopback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.wrapper_env import Sandbox
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    sandbox = Sandbox.create(tmp_path_factory.mktemp("wrapper"))
+    yield sandbox
+    sandbox.stop()
+
+
+def resources(state: dict) -> list[str]:  # type: ignore[type-arg]
+    return sorted(f"{r['type']}.{r['name']}" for r in state["resources"] if r["mode"] == "managed")
+
+
+def test_referencing_stage_before_owner_is_refused_and_writes_nothing(box: Sandbox) -> None:
+    proc = box.forkstage("deploy", "--stage", "pr-149")
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "Error: stage pr-149 references staging, which is not deployed: "
+        "deploy it first (forkstage deploy --stage staging)"
+    )
+    assert box.keys() == []
+
+
+def test_preview_flow(box: Sandbox) -> None:
+    staging = box.forkstage("deploy", "--stage", "staging")
+    assert staging.returncode == 0, staging.stderr
+    assert "deployed staging: 3 added, 0 changed, 0 destroyed" in staging.stdout
+
+    # two PR stages at once, each in its own work folder and workspace
+    procs = [box.popen("deploy", "--stage", s, "--json") for s in ("pr-147", "pr-148")]
+    results = [p.communicate(timeout=180) for p in procs]
+    for proc, (out, err) in zip(procs, results, strict=True):
+        assert proc.returncode == 0, err
+    pr147 = json.loads(results[0][0])
+    assert pr147["stage"] == "pr-147" and pr147["added"] == 2
+
+    project_id = box.state("staging")["outputs"]["project_id"]["value"]
+    outputs = json.loads(box.forkstage("outputs", "--stage", "pr-147", "--json").stdout)
+    assert outputs["parent_project_id"] == project_id
+    assert "admin_password" not in json.loads(
+        box.forkstage("outputs", "--stage", "staging", "--json").stdout
+    )
+
+    before = box.state("staging")
+    destroyed = box.forkstage("destroy", "--stage", "pr-147")
+    assert destroyed.returncode == 0, destroyed.stderr
+    serial = before["serial"]
+    assert f"owner state serial unchanged: {serial} -> {serial}" in destroyed.stdout
+    after = box.state("staging")
+    assert after["serial"] == before["serial"]
+    assert resources(after) == resources(before) == [
+        "terraform_data.branch", "terraform_data.project", "terraform_data.workspace_guard"
+    ]
+    assert not any(k.startswith("env:/pr-147/") for k in box.keys())
+
+    refused = box.forkstage("destroy", "--stage", "staging")
+    assert refused.returncode == 3
+    assert refused.stderr.strip() == (
+        "Error: stage staging is referenced by pr-148: destroy those first, or pass --force"
+    )
+    assert box.state("staging")["serial"] == serial
+
+    rows = {r["stage"]: r for r in json.loads(box.forkstage("stages", "--json").stdout)}
+    assert rows["staging"]["kind"] == "owner" and rows["pr-148"]["kind"] == "referencing"
+    assert rows["pr-148"]["owner"] == "staging" and rows["pr-148"]["resources"] == 2
+
+
+def test_lock_holder_is_named_and_state_stays_consistent(box: Sandbox) -> None:
+    key = "env:/pr-148/forkstage/terraform.tfstate.tflock"
+    lock = {"ID": "11111111-2222-3333-4444-555555555555", "Operation": "OperationTypeApply",
+            "Who": "ci@runner-7", "Version": "1.15.5", "Created": "2026-11-26T10:00:00Z",
+            "Path": "forkstage-state/env:/pr-148/forkstage/terraform.tfstate", "Info": ""}
+    box.s3().put_object(Bucket="forkstage-state", Key=key, Body=json.dumps(lock).encode())
+    before = box.state("pr-148")
+    try:
+        proc = box.forkstage("deploy", "--stage", "pr-148")
+        assert proc.returncode == 1
+        assert "Error acquiring the state lock" in proc.stderr
+        assert "ci@runner-7" in proc.stderr
+        row = {r["stage"]: r for r in json.loads(box.forkstage("stages", "--json").stdout)}["pr-148"]
+        assert row["locked_by"] == "ci@runner-7"
+    finally:
+        box.s3().delete_object(Bucket="forkstage-state", Key=key)
+    assert box.state("pr-148")["serial"] == before["serial"]
+
+    # two real deploys of one stage at once: one may wait or fail on the lock, never corrupt
+    procs = [box.popen("deploy", "--stage", "pr-148", "--lock-timeout", "0s") for _ in range(2)]
+    outcomes = [(p.wait(timeout=180), p.stderr.read() if p.stderr else "") for p in procs]
+    codes = sorted(code for code, _ in outcomes)
+    assert codes in ([0, 0], [0, 1]), outcomes
+    for code, err in outcomes:
+        if code == 1:
+            assert "Error acquiring the state lock" in err
+    state = box.state("pr-148")
+    assert resources(state) == ["terraform_data.branch", "terraform_data.workspace_guard"]
+
+
+def test_via_cdktf_and_by_hand_never_hang(box: Sandbox) -> None:
+    proc = box.forkstage("deploy", "--stage", "pr-150", "--via", "cdktf", timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    assert "terraform_data.branch" in json.dumps(box.state("pr-150"))
+
+    script = 'eval "$(forkstage env --stage pr-151)" && cdktf deploy stack-pr-151 --auto-approve'
+    by_hand = subprocess.run(
+        ["bash", "-c", script], cwd=box.app, env=box.env(), text=True, capture_output=True,
+        stdin=subprocess.DEVNULL, timeout=240, check=False,
+    )
+    assert by_hand.returncode == 0, by_hand.stdout + by_hand.stderr
+    assert resources(box.state("pr-151")) == ["terraform_data.branch", "terraform_data.workspace_guard"]
+
+    destroyed = box.forkstage("destroy", "--stage", "pr-150", "--via", "cdktf", timeout=240)
+    assert destroyed.returncode == 0, destroyed.stderr
+    assert not any(k.startswith("env:/pr-150/") for k in box.keys())
+
+
+def test_plain_cdktf_in_the_wrong_workspace_is_stopped_by_the_guard(box: Sandbox) -> None:
+    serial = box.state("staging")["serial"]
+    keys_before = box.keys()
+    # the prepared environment, but workspace pr-148's config run in staging's workspace
+    script = (
+        'eval "$(forkstage env --stage pr-148)" && export TF_WORKSPACE=staging && '
+        "cdktf deploy stack-pr-148 --auto-approve"
+    )
+    started = time.monotonic()
+    proc = subprocess.run(
+        ["bash", "-c", script], cwd=box.app, env=box.env(), text=True, capture_output=True,
+        stdin=subprocess.DEVNULL, timeout=240, check=False,
+    )
+    assert time.monotonic() - started < 240
+    assert proc.returncode != 0
+    text = proc.stdout + proc.stderr
+    assert "This config belongs to stage 'pr-148': select workspace 'pr-148'" in text
+    assert box.state("staging")["serial"] == serial
+    assert box.keys() == keys_before
+
+
+def test_cleanup_in_order(box: Sandbox) -> None:
+    for stage in ("pr-148", "pr-151"):
+        proc = box.forkstage("destroy", "--stage", stage)
+        assert proc.returncode == 0, proc.stderr
+    proc = box.forkstage("destroy", "--stage", "staging")
+    assert proc.returncode == 0, proc.stderr
+    assert [k for k in box.keys() if k.startswith("env:/")] == []
+    assert json.loads(box.forkstage("stages", "--json").stdout) == []
+    assert Path(box.home / "runs" / "staging.json").is_file()
