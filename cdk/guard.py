@@ -30,13 +30,9 @@ class WorkspaceGuard(Construct):
     def __init__(self, scope: Construct, id_: str, *, workspace: str) -> None:
         super().__init__(scope, id_)
         self.workspace = workspace
-        self.resource = DataResource(
-            self,
-            "guard",
-            input={"workspace": workspace},
-            lifecycle={"precondition": [workspace_condition(workspace)]},
-        )
+        self.resource = DataResource(self, "guard", input={"workspace": workspace})
         self.resource.override_logical_id("workspace_guard")
+        self.protect(self.resource)
 
     def protect(self, element: TerraformElement) -> None:
         """Give another resource or data source the same precondition.

@@ -97,6 +97,9 @@ def load_settings(root: Path, environ: dict[str, str] | None = None) -> Settings
     paths = data.get("paths", {})
     db = BackendSettings()
     kind = _get(be, "kind", str, db.kind)
+    env_endpoint = env.get("FORKSTAGE_BACKEND_ENDPOINT", "")
+    if env_endpoint and not env_endpoint.startswith(("http://127.0.0.1:", "https://127.0.0.1:")):
+        kind = "s3"  # a CI job pointed at a real bucket
     kind = env.get("FORKSTAGE_BACKEND_KIND") or kind
     endpoint = env.get("FORKSTAGE_BACKEND_ENDPOINT") or _get(be, "endpoint", str, db.endpoint)
     bucket = env.get("FORKSTAGE_BACKEND_BUCKET") or _get(be, "bucket", str, db.bucket)

@@ -50,11 +50,16 @@ def admin_env(backend: BackendSettings, home: Path) -> dict[str, str]:
             "AWS_ACCESS_KEY_ID": cred.access_key_id,
             "AWS_SECRET_ACCESS_KEY": cred.secret_access_key,
         }
-    return {
+    env = {
         k: os.environ[k]
         for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
         if k in os.environ
     }
+    # CI pipelines pass the state bucket's key under its own name, apart from other AWS keys.
+    if os.environ.get("FORKSTAGE_STATE_ACCESS_KEY_ID"):
+        env["AWS_ACCESS_KEY_ID"] = os.environ["FORKSTAGE_STATE_ACCESS_KEY_ID"]
+        env["AWS_SECRET_ACCESS_KEY"] = os.environ.get("FORKSTAGE_STATE_SECRET_ACCESS_KEY", "")
+    return env
 
 
 def stage_env(backend: BackendSettings, home: Path, stage: str, reads: tuple[str, ...]) -> dict[str, str]:

@@ -401,7 +401,10 @@ const github = {
     createComment: async (params) => { calls.push(["create", params]); },
   } },
 };
-const context = { repo: { owner: "acme", repo: "shop" }, payload: { pull_request: { number: 147 } } };
+const context = {
+  repo: { owner: "acme", repo: "shop" },
+  payload: { pull_request: { number: 147 } },
+};
 const AsyncFunction = (async () => {}).constructor;
 new AsyncFunction("require", "github", "context", script)(require, github, context)
   .then(() => process.stdout.write(JSON.stringify(calls)));
@@ -490,7 +493,7 @@ class _FakeGitLab(BaseHTTPRequestHandler):
 def fake_gitlab() -> Iterator[tuple[str, type[_FakeGitLab]]]:
     handler = type("Handler", (_FakeGitLab,), {"notes": [], "seen": []})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/api/v4", handler
@@ -500,11 +503,13 @@ def fake_gitlab() -> Iterator[tuple[str, type[_FakeGitLab]]]:
         thread.join(timeout=5)
 
 
-def _run_note_script(tmp_path: Path, api: str, token: str) -> subprocess.CompletedProcess[str]:
+def _run_note_script(
+    tmp_path: Path, api: str, token: str, summary: str
+) -> subprocess.CompletedProcess[str]:
     if shutil.which("curl") is None:
         pytest.skip("curl is not installed")
     script = yaml.safe_load(gitlab())["deploy-preview"]["script"][2]
-    (tmp_path / "summary.md").write_text("## pr-147 & friends\nready\n")
+    (tmp_path / "summary.md").write_text(summary)
     env = {
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "CI_API_V4_URL": api,
@@ -530,13 +535,12 @@ def test_gitlab_note_is_posted_once_then_edited(
 ) -> None:
     api, server = fake_gitlab
     server.notes.append({"id": 7, "body": "LGTM"})
-    first = _run_note_script(tmp_path, api, "glpat-secret")
+    first = _run_note_script(tmp_path, api, "glpat-secret", "## pr-147 & friends\nready\n")
     assert first.returncode == 0, first.stderr
     body = "<!-- forkstage-preview -->\n## pr-147 & friends\nready\n"
     assert server.notes == [{"id": 7, "body": "LGTM"}, {"id": 501, "body": body}]
 
-    (tmp_path / "summary.md").write_text("## pr-147\nredeployed\n")
-    second = _run_note_script(tmp_path, api, "glpat-secret")
+    second = _run_note_script(tmp_path, api, "glpat-secret", "## pr-147\nredeployed\n")
     assert second.returncode == 0, second.stderr
     assert server.notes[1] == {
         "id": 501,
@@ -557,7 +561,7 @@ def test_gitlab_note_is_skipped_without_a_token(
     tmp_path: Path, fake_gitlab: tuple[str, type[_FakeGitLab]]
 ) -> None:
     api, server = fake_gitlab
-    done = _run_note_script(tmp_path, api, "")
+    done = _run_note_script(tmp_path, api, "", "## pr-147\n")
     assert done.returncode == 0, done.stderr
     assert done.stdout == (
         "FORKSTAGE_GITLAB_TOKEN is not set: the summary is not posted on the merge request\n"

@@ -79,9 +79,11 @@ def inspect(conn: Conn, mset: MigrationSet, history: History | None = None) -> P
     history = history or history_for(mset.layout)
     records = history.records(conn, mset) if history.exists(conn) else []
     by_key: dict[str, Record] = {}
-    for rec in records:
-        by_key.setdefault(rec.key, rec)
-    newest = max((int(k) for k in by_key if k.lstrip("-").isdigit()), default=None)
+    for record in records:
+        by_key.setdefault(record.key, record)
+    newest = None
+    if mset.layout is Layout.DRIZZLE_JOURNAL:
+        newest = max((int(k) for k in by_key if k.lstrip("-").isdigit()), default=None)
     entries: list[Entry] = []
     keys: set[str] = set()
     for m in mset.migrations:
@@ -89,11 +91,7 @@ def inspect(conn: Conn, mset: MigrationSet, history: History | None = None) -> P
         keys.add(key)
         rec = by_key.get(key)
         if rec is None:
-            late = (
-                mset.layout is Layout.DRIZZLE_JOURNAL
-                and newest is not None
-                and (m.created_at or 0) < newest
-            )
+            late = newest is not None and (m.created_at or 0) < newest
             entries.append(Entry(m, Status.PENDING, out_of_order=late))
         elif m.same_content(rec.sha256):
             entries.append(Entry(m, Status.APPLIED, rec.sha256, rec.applied_at))

@@ -489,16 +489,7 @@ class CloudflareProvider(cdktf.TerraformProvider):
         alias: str | None = None,
     ) -> None:
         self._tf_alias = alias
-        super().__init__(
-            scope,
-            id_,
-            terraform_resource_type=CLOUDFLARE.name,
-            terraform_provider_source=CLOUDFLARE.address,
-            terraform_generator_metadata=cdktf.TerraformProviderGeneratorMetadata(
-                provider_name=CLOUDFLARE.name,
-                provider_version=CLOUDFLARE.version,
-            ),
-        )
+        # Checked before the construct joins the tree, so a bad input leaves no half-made resource.
         self._tf_inputs = _rt.render_inputs(
             {
                 "api_key": api_key,
@@ -509,6 +500,17 @@ class CloudflareProvider(cdktf.TerraformProvider):
                 "user_agent_operator_suffix": user_agent_operator_suffix,
             },
             _CLOUDFLARE_PROVIDER_SPEC,
+        )
+
+        super().__init__(
+            scope,
+            id_,
+            terraform_resource_type=CLOUDFLARE.name,
+            terraform_provider_source=CLOUDFLARE.address,
+            terraform_generator_metadata=cdktf.TerraformProviderGeneratorMetadata(
+                provider_name=CLOUDFLARE.name,
+                provider_version=CLOUDFLARE.version,
+            ),
         )
 
     @property
@@ -567,6 +569,19 @@ class HyperdriveConfig(cdktf.TerraformResource):
         | None = None,
         connection: cdktf.SSHProvisionerConnection | cdktf.WinrmProvisionerConnection | None = None,
     ) -> None:
+        # Checked before the construct joins the tree, so a bad input leaves no half-made resource.
+        self._tf_inputs = _rt.render_inputs(
+            {
+                "account_id": account_id,
+                "caching": caching,
+                "mtls": mtls,
+                "name": name,
+                "origin": origin,
+                "origin_connection_limit": origin_connection_limit,
+            },
+            _HYPERDRIVE_CONFIG_SPEC,
+        )
+
         super().__init__(
             scope,
             id_,
@@ -578,17 +593,6 @@ class HyperdriveConfig(cdktf.TerraformResource):
             for_each=for_each,
             provisioners=provisioners,
             connection=connection,
-        )
-        self._tf_inputs = _rt.render_inputs(
-            {
-                "account_id": account_id,
-                "caching": caching,
-                "mtls": mtls,
-                "name": name,
-                "origin": origin,
-                "origin_connection_limit": origin_connection_limit,
-            },
-            _HYPERDRIVE_CONFIG_SPEC,
         )
 
     def _synthesize_attributes(self) -> Mapping[str, Any]:
@@ -714,18 +718,7 @@ class WorkersScript(cdktf.TerraformResource):
         | None = None,
         connection: cdktf.SSHProvisionerConnection | cdktf.WinrmProvisionerConnection | None = None,
     ) -> None:
-        super().__init__(
-            scope,
-            id_,
-            terraform_resource_type=self.TF_RESOURCE_TYPE,
-            depends_on=depends_on,
-            provider=provider,
-            lifecycle=lifecycle,
-            count=count,
-            for_each=for_each,
-            provisioners=provisioners,
-            connection=connection,
-        )
+        # Checked before the construct joins the tree, so a bad input leaves no half-made resource.
         self._tf_inputs = _rt.render_inputs(
             {
                 "account_id": account_id,
@@ -751,6 +744,19 @@ class WorkersScript(cdktf.TerraformResource):
                 "usage_model": usage_model,
             },
             _WORKERS_SCRIPT_SPEC,
+        )
+
+        super().__init__(
+            scope,
+            id_,
+            terraform_resource_type=self.TF_RESOURCE_TYPE,
+            depends_on=depends_on,
+            provider=provider,
+            lifecycle=lifecycle,
+            count=count,
+            for_each=for_each,
+            provisioners=provisioners,
+            connection=connection,
         )
 
     def _synthesize_attributes(self) -> Mapping[str, Any]:

@@ -115,6 +115,14 @@ class NeonProvider(cdktf.TerraformProvider):
         alias: str | None = None,
     ) -> None:
         self._tf_alias = alias
+        # Checked before the construct joins the tree, so a bad input leaves no half-made resource.
+        self._tf_inputs = _rt.render_inputs(
+            {
+                "api_key": api_key,
+            },
+            _NEON_PROVIDER_SPEC,
+        )
+
         super().__init__(
             scope,
             id_,
@@ -124,12 +132,6 @@ class NeonProvider(cdktf.TerraformProvider):
                 provider_name=NEON.name,
                 provider_version=NEON.version,
             ),
-        )
-        self._tf_inputs = _rt.render_inputs(
-            {
-                "api_key": api_key,
-            },
-            _NEON_PROVIDER_SPEC,
         )
 
     @property
@@ -215,18 +217,7 @@ class Project(cdktf.TerraformResource):
         | None = None,
         connection: cdktf.SSHProvisionerConnection | cdktf.WinrmProvisionerConnection | None = None,
     ) -> None:
-        super().__init__(
-            scope,
-            id_,
-            terraform_resource_type=self.TF_RESOURCE_TYPE,
-            depends_on=depends_on,
-            provider=provider,
-            lifecycle=lifecycle,
-            count=count,
-            for_each=for_each,
-            provisioners=provisioners,
-            connection=connection,
-        )
+        # Checked before the construct joins the tree, so a bad input leaves no half-made resource.
         self._tf_inputs = _rt.render_inputs(
             {
                 "allowed_ips": allowed_ips,
@@ -249,6 +240,19 @@ class Project(cdktf.TerraformResource):
                 "store_password": store_password,
             },
             _PROJECT_SPEC,
+        )
+
+        super().__init__(
+            scope,
+            id_,
+            terraform_resource_type=self.TF_RESOURCE_TYPE,
+            depends_on=depends_on,
+            provider=provider,
+            lifecycle=lifecycle,
+            count=count,
+            for_each=for_each,
+            provisioners=provisioners,
+            connection=connection,
         )
 
     def _synthesize_attributes(self) -> Mapping[str, Any]:
@@ -439,6 +443,19 @@ class Branch(cdktf.TerraformResource):
         | None = None,
         connection: cdktf.SSHProvisionerConnection | cdktf.WinrmProvisionerConnection | None = None,
     ) -> None:
+        # Checked before the construct joins the tree, so a bad input leaves no half-made resource.
+        self._tf_inputs = _rt.render_inputs(
+            {
+                "name": name,
+                "parent_id": parent_id,
+                "parent_lsn": parent_lsn,
+                "parent_timestamp": parent_timestamp,
+                "project_id": project_id,
+                "protected": protected,
+            },
+            _BRANCH_SPEC,
+        )
+
         super().__init__(
             scope,
             id_,
@@ -450,17 +467,6 @@ class Branch(cdktf.TerraformResource):
             for_each=for_each,
             provisioners=provisioners,
             connection=connection,
-        )
-        self._tf_inputs = _rt.render_inputs(
-            {
-                "name": name,
-                "parent_id": parent_id,
-                "parent_lsn": parent_lsn,
-                "parent_timestamp": parent_timestamp,
-                "project_id": project_id,
-                "protected": protected,
-            },
-            _BRANCH_SPEC,
         )
 
     def _synthesize_attributes(self) -> Mapping[str, Any]:
@@ -563,18 +569,7 @@ class Endpoint(cdktf.TerraformResource):
         | None = None,
         connection: cdktf.SSHProvisionerConnection | cdktf.WinrmProvisionerConnection | None = None,
     ) -> None:
-        super().__init__(
-            scope,
-            id_,
-            terraform_resource_type=self.TF_RESOURCE_TYPE,
-            depends_on=depends_on,
-            provider=provider,
-            lifecycle=lifecycle,
-            count=count,
-            for_each=for_each,
-            provisioners=provisioners,
-            connection=connection,
-        )
+        # Checked before the construct joins the tree, so a bad input leaves no half-made resource.
         self._tf_inputs = _rt.render_inputs(
             {
                 "autoscaling_limit_max_cu": autoscaling_limit_max_cu,
@@ -591,6 +586,19 @@ class Endpoint(cdktf.TerraformResource):
                 "type": type,
             },
             _ENDPOINT_SPEC,
+        )
+
+        super().__init__(
+            scope,
+            id_,
+            terraform_resource_type=self.TF_RESOURCE_TYPE,
+            depends_on=depends_on,
+            provider=provider,
+            lifecycle=lifecycle,
+            count=count,
+            for_each=for_each,
+            provisioners=provisioners,
+            connection=connection,
         )
 
     def _synthesize_attributes(self) -> Mapping[str, Any]:
@@ -712,6 +720,17 @@ class DataNeonBranchRolePassword(cdktf.TerraformDataSource):
         | None = None,
         connection: cdktf.SSHProvisionerConnection | cdktf.WinrmProvisionerConnection | None = None,
     ) -> None:
+        # Checked before the construct joins the tree, so a bad input leaves no half-made resource.
+        self._tf_inputs = _rt.render_inputs(
+            {
+                "branch_id": branch_id,
+                "id": id,
+                "project_id": project_id,
+                "role_name": role_name,
+            },
+            _DATA_NEON_BRANCH_ROLE_PASSWORD_SPEC,
+        )
+
         super().__init__(
             scope,
             id_,
@@ -723,15 +742,6 @@ class DataNeonBranchRolePassword(cdktf.TerraformDataSource):
             for_each=for_each,
             provisioners=provisioners,
             connection=connection,
-        )
-        self._tf_inputs = _rt.render_inputs(
-            {
-                "branch_id": branch_id,
-                "id": id,
-                "project_id": project_id,
-                "role_name": role_name,
-            },
-            _DATA_NEON_BRANCH_ROLE_PASSWORD_SPEC,
         )
 
     def _synthesize_attributes(self) -> Mapping[str, Any]:

@@ -1,0 +1,124 @@
+"""Run a stage's migrations on its own branch as part of ``terraform apply``.
+
+A builtin ``terraform_data`` resource whose ``local-exec`` provisioner runs ``forkstage migrate``.
+It is replaced, so the migrations run again, when the folder's content hash (computed at synth)
+or the endpoint host changes; the runner itself is idempotent, so a re-run only applies what is
+new. Hyperdrive and the Worker should depend on ``.resource`` so they never see an old schema.
+
+No secret reaches cdk.tf.json: the URL is assembled by Terraform from references (the password is
+the branch role password data source) and handed to the command in an environment variable that
+``forkstage migrate --database-url-env`` reads; neither command line nor output contains it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from cdktf import Fn, ITerraformDependable, LocalExecProvisioner, TerraformResource
+from constructs import Construct
+
+URL_ENV = "FORKSTAGE_MIGRATE_DATABASE_URL"
+
+
+def directory_digest(directory: Path) -> str:
+    """sha256 over the folder's files (sorted relative paths and contents; dotfiles skipped)."""
+    if not directory.is_dir():
+        raise FileNotFoundError(f"migrations folder {directory} does not exist")
+    digest = hashlib.sha256()
+    files = sorted(
+        p
+        for p in directory.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(directory).parts)
+    )
+    for path in files:
+        content = path.read_bytes()
+        rel = path.relative_to(directory).as_posix().encode()
+        digest.update(b"%d:%s\0%d:" % (len(rel), rel, len(content)))
+        digest.update(content)
+    return digest.hexdigest()
+
+
+class _TerraformData(TerraformResource):
+    """Terraform's builtin ``terraform_data`` (cdktf 0.21 ships no class for it)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        triggers_replace: Sequence[str],
+        provisioners: Sequence[LocalExecProvisioner],
+        depends_on: Sequence[ITerraformDependable] | None = None,
+    ) -> None:
+        super().__init__(
+            scope,
+            id_,
+            terraform_resource_type="terraform_data",
+            provisioners=list(provisioners),
+            depends_on=list(depends_on) if depends_on else None,
+        )
+        self._triggers_replace = list(triggers_replace)
+
+    def _synthesize_attributes(self) -> Mapping[str, Any]:
+        return {"triggers_replace": self._triggers_replace}
+
+
+class BranchMigrations(Construct):
+    """Apply ``directory`` to one branch database whenever its content or endpoint changes."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        host: str,
+        database: str,
+        role: str,
+        password: str,
+        directory: Path,
+        port: int | str = 5432,
+        sslmode: str = "require",
+        depends_on: Sequence[ITerraformDependable] | None = None,
+        executable: str = "forkstage",
+    ) -> None:
+        super().__init__(scope, id_)
+        self.directory = Path(directory).resolve()
+        self.content_hash = directory_digest(self.directory)
+        # urlencode() runs inside Terraform, on the real values; nothing is resolved at synth.
+        url = (
+            "postgresql://"
+            + Fn.urlencode(role)
+            + ":"
+            + Fn.urlencode(password)
+            + "@"
+            + host
+            + ":"
+            + str(port)
+            + "/"
+            + Fn.urlencode(database)
+            + "?sslmode="
+            + sslmode
+        )
+        command = " ".join(
+            [
+                shlex.quote(executable),
+                "migrate",
+                "--database-url-env",
+                URL_ENV,
+                "--dir",
+                shlex.quote(str(self.directory)),
+            ]
+        )
+        self.resource = _TerraformData(
+            self,
+            "run",
+            triggers_replace=[self.content_hash, host],
+            provisioners=[
+                LocalExecProvisioner(type="local-exec", command=command, environment={URL_ENV: url})
+            ],
+            depends_on=depends_on,
+        )

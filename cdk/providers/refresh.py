@@ -1,0 +1,118 @@
+"""Refresh a schema snapshot from the real provider: ``python -m cdk.providers.refresh neon``.
+
+The snapshots are hand-checked copies of ``terraform providers schema -json``; where the registry
+is reachable this replaces one with the real thing, cut down to the types pinned in pins.py so
+the diff stays reviewable. Offline it fails with one line and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from cdk.providers.pins import PINS, ProviderPin
+from cdk.providers.schema import dump_snapshot, parse, snapshot_path
+
+DIRECT_INSTALLATION = "provider_installation {\n  direct {}\n}\n"
+
+
+class RefreshError(RuntimeError):
+    """Refreshing failed; the message is one line meant for the user."""
+
+
+def filter_schema(doc: dict[str, Any], pin: ProviderPin) -> dict[str, Any]:
+    """Keep only the pinned provider and the resource/data source types forkstage uses."""
+    try:
+        full = doc["provider_schemas"][pin.fqn]
+    except KeyError as exc:
+        raise RefreshError(f"the schema output has no provider {pin.fqn}") from exc
+    picked: dict[str, Any] = {"provider": full["provider"]}
+    for key, wanted in (
+        ("resource_schemas", pin.resources),
+        ("data_source_schemas", pin.data_sources),
+    ):
+        have = full.get(key, {})
+        missing = [t for t in wanted if t not in have]
+        if missing:
+            raise RefreshError(
+                f"{pin.source} {pin.version} has no {key[:-8].replace('_', ' ')} "
+                f"{', '.join(missing)}: fix the list in cdk/providers/pins.py"
+            )
+        picked[key] = {t: have[t] for t in wanted}
+    out = {
+        "format_version": doc.get("format_version", "1.0"),
+        "provider_schemas": {pin.fqn: picked},
+    }
+    parse(out, pin)  # refuse to write something codegen cannot read
+    return out
+
+
+def _first_error(text: str) -> str:
+    for line in text.splitlines():
+        line = line.strip().lstrip("│╷╵ ").strip()
+        if line.startswith("Error:"):
+            return line
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1] if lines else "no output"
+
+
+def fetch_schema(pin: ProviderPin) -> dict[str, Any]:
+    """Run ``terraform init`` + ``providers schema -json`` for just this provider."""
+    from forkstage.engine import run_terraform, terraform_env
+
+    with tempfile.TemporaryDirectory(prefix=f"forkstage-refresh-{pin.name}-") as tmp:
+        work = Path(tmp)
+        config = {
+            "terraform": {
+                "required_providers": {pin.name: {"source": pin.address, "version": pin.version}}
+            }
+        }
+        (work / "main.tf.json").write_text(json.dumps(config, indent=2))
+        env = terraform_env(work / "home", provider_installation=DIRECT_INSTALLATION)
+        init = run_terraform(
+            ["init", "-input=false", "-no-color", "-backend=false"], cwd=work, env=env, timeout=600
+        )
+        if init.returncode != 0:
+            raise RefreshError(
+                f"terraform init could not install {pin.source} {pin.version} "
+                f"({_first_error(init.stderr + init.stdout)}); this needs access to "
+                f"{pin.hostname}"
+            )
+        shown = run_terraform(["providers", "schema", "-json"], cwd=work, env=env, timeout=300)
+        if shown.returncode != 0:
+            raise RefreshError(f"terraform providers schema failed: {_first_error(shown.stderr)}")
+        result: dict[str, Any] = json.loads(shown.stdout)
+        return result
+
+
+def refresh(pin: ProviderPin, out: Path | None = None) -> Path:
+    doc = filter_schema(fetch_schema(pin), pin)
+    path = out or snapshot_path(pin)
+    path.write_text(dump_snapshot(doc))
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or args[0] not in PINS:
+        print(
+            f"usage: python -m cdk.providers.refresh {{{'|'.join(PINS)}}} "
+            "(refreshes cdk/providers/schemas/<name>.json from the real provider)",
+            file=sys.stderr,
+        )
+        return 2
+    pin = PINS[args[0]]
+    try:
+        path = refresh(pin)
+    except RefreshError as exc:
+        print(f"refresh {pin.name}: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {path}; now run `make generate` and review the diff")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
