@@ -64,7 +64,7 @@ def validate_stage(name: str, what: str = "stage") -> str:
 
 def _parse(raw: object) -> list[Credential]:
     if not isinstance(raw, dict) or not isinstance(raw.get("credentials"), list):
-        raise ValueError("credentials file must hold {\"credentials\": [...]}")
+        raise ValueError('credentials file must hold {"credentials": [...]}')
     out: list[Credential] = []
     for entry in raw["credentials"]:
         if not isinstance(entry, dict):
@@ -156,6 +156,7 @@ def issue(
     """The credential for (policy, stage, read_outputs), created on first request."""
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}: use one of {', '.join(POLICIES)}")
+    reads: tuple[str, ...]
     if policy == "admin":
         if stage or read_outputs:
             raise ValueError("an admin credential takes no stage and no read-outputs")

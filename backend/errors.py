@@ -31,7 +31,9 @@ class InternalError(S3Error):
 class NotImplementedOp(S3Error):
     code = "NotImplemented"
     status = 501
-    default_message = "A header or query you provided implies functionality that is not implemented."
+    default_message = (
+        "A header or query you provided implies functionality that is not implemented."
+    )
 
 
 # 400 Bad Request -----------------------------------------------------------------------------

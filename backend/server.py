@@ -26,6 +26,7 @@ from urllib.parse import unquote
 
 from backend import chunked, credentials, policy, sigv4, xmlio
 from backend.errors import (
+    AccessDenied,
     ContentSHA256Mismatch,
     EntityTooLarge,
     HeaderTooLarge,
@@ -46,6 +47,7 @@ MAX_HEADER_BYTES = 16 * 1024
 MAX_OBJECT_BYTES = 512 * 1024 * 1024
 MAX_SMALL_BODY = 2 * 1024 * 1024  # XML bodies (CompleteMultipartUpload, CreateBucket)
 MAX_QUERY_PARAMS = 64
+MAX_DRAIN = 8 * 1024 * 1024  # unread request bodies up to this size are drained, not reset
 MAX_KEY_BYTES = 1024
 _SMALL_BODY_OPS = {"CompleteMultipartUpload", "CreateBucket"}
 
@@ -171,7 +173,7 @@ class _Handler(BaseHTTPRequestHandler):
     _expect = False
 
     def setup(self) -> None:
-        self.timeout = self.server.request_timeout
+        self.request.settimeout(self.server.request_timeout)
         super().setup()
 
     # http.server hooks ------------------------------------------------------------------------
@@ -198,7 +200,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._write(resp, head_only=getattr(self, "command", "") == "HEAD")
         self._log_line(getattr(self, "command", "-") or "-", "-", resp.status, 0.0, "-", "-")
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         return  # our own one line per request is written in _log_line
 
     def do_GET(self) -> None:
@@ -230,8 +232,8 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             self._expect = False
         resp.headers["x-amz-request-id"] = request_id
-        if self._body_unread and self._declared_length() != 0:
-            self.close_connection = True
+        if self._body_unread:
+            self._discard_body()
         if self.close_connection:
             resp.headers["Connection"] = "close"
         with contextlib.suppress(OSError):
@@ -254,8 +256,12 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in query:
             params.setdefault(name, value)
         bucket, key = split_path(path)
-        op = route(self.command, bucket, key, params, self.headers)
-        self._op = op
+        unroutable: S3Error | None = None
+        try:
+            op = route(self.command, bucket, key, params, self.headers)
+        except S3Error as exc:
+            op, unroutable = "", exc  # still authenticate first: strangers only ever see 403
+        self._op = op or "-"
         verified = sigv4.verify(
             method=self.command,
             raw_path=path,
@@ -265,13 +271,22 @@ class _Handler(BaseHTTPRequestHandler):
         )
         cred = verified.credential
         self._who = cred.describe()
-        access = policy.decide(
-            cred,
-            op,
-            key=key or None,
-            prefix=params.get("prefix", ""),
-            version_delete=op == "DeleteObject" and bool(params.get("versionId")),
-        )
+        if unroutable is not None:
+            raise unroutable
+        try:
+            access = policy.decide(
+                cred,
+                op,
+                key=key or None,
+                prefix=params.get("prefix", ""),
+                version_delete=op == "DeleteObject" and bool(params.get("versionId")),
+            )
+        except AccessDenied:
+            # Keys are listable by every credential (workspace discovery), so saying that a key
+            # does not exist leaks nothing; it lets `terraform init` probe the default workspace.
+            if op in ("GetObject", "HeadObject") and not params.get("versionId"):
+                self.server.store.head(bucket, key)
+            raise
         body, trailers = self._read_body(op, verified.content_sha256)
         request = S3Request(
             op=op,
@@ -288,32 +303,35 @@ class _Handler(BaseHTTPRequestHandler):
         return OPERATIONS[op](request)
 
     def _read_body(self, op: str, content_sha256: str) -> tuple[bytes, dict[str, str]]:
-        if self.headers.get("Transfer-Encoding"):
-            raise MissingContentLength("Transfer-Encoding is not supported; send Content-Length")
-        declared = self.headers.get("Content-Length")
-        if declared is None:
-            if op in PAYLOAD_OPS:
-                raise MissingContentLength()
-            length = 0
-        else:
-            if not declared.strip().isdigit():
-                raise InvalidArgument("Content-Length must be a non-negative integer")
-            length = int(declared)
         if op in PAYLOAD_OPS:
             limit = MAX_OBJECT_BYTES + 64 * 1024  # room for aws-chunked framing
-            if length > limit:
-                raise EntityTooLarge()
         else:
             limit = MAX_SMALL_BODY if op in _SMALL_BODY_OPS else 64 * 1024
+        transfer = self.headers.get("Transfer-Encoding", "").strip().lower()
+        declared = self.headers.get("Content-Length")
+        if transfer:
+            if transfer != "chunked" or declared is not None:
+                raise InvalidRequest("unsupported Transfer-Encoding")
+            self._continue()
+            raw = self._read_chunked(limit)
+        else:
+            if declared is None:
+                if op in PAYLOAD_OPS:
+                    raise MissingContentLength()
+                length = 0
+            else:
+                if not declared.strip().isdigit():
+                    raise InvalidArgument("Content-Length must be a non-negative integer")
+                length = int(declared)
             if length > limit:
+                if op in PAYLOAD_OPS:
+                    raise EntityTooLarge()
                 raise InvalidRequest("request body too large for this operation")
-        if self._expect:
-            self._expect = False
-            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        raw = self.rfile.read(length) if length else b""
-        if len(raw) != length:
-            self.close_connection = True
-            raise IncompleteBody()
+            self._continue()
+            raw = self.rfile.read(length) if length else b""
+            if len(raw) != length:
+                self.close_connection = True
+                raise IncompleteBody()
         self._body_unread = False
         if op not in PAYLOAD_OPS and op not in _SMALL_BODY_OPS:
             return b"", {}
@@ -329,6 +347,64 @@ class _Handler(BaseHTTPRequestHandler):
         ):
             raise ContentSHA256Mismatch()
         return raw, {}
+
+    def _discard_body(self) -> None:
+        """After an early refusal: drain a modest body to keep the connection, else close it.
+
+        Clients that did not wait for 100 Continue are still sending; closing on unread data
+        makes the kernel reset the connection, and the client may never see our answer.
+        """
+        length = self._declared_length()
+        if length == 0 and "Transfer-Encoding" not in self.headers:
+            return
+        if self._expect or length < 0 or length > MAX_DRAIN or "Transfer-Encoding" in self.headers:
+            self.close_connection = True
+            return
+        with contextlib.suppress(OSError):
+            while length > 0:
+                got = self.rfile.read(min(length, 1 << 20))
+                if not got:
+                    break
+                length -= len(got)
+        if length:
+            self.close_connection = True
+
+    def _continue(self) -> None:
+        if self._expect:
+            self._expect = False
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def _read_chunked(self, limit: int) -> bytes:
+        """HTTP/1.1 chunked transfer coding (botocore uses it for streamed uploads)."""
+        out = bytearray()
+        while True:
+            line = self.rfile.readline(1024)
+            if not line.endswith(b"\n"):
+                self.close_connection = True
+                raise IncompleteBody("malformed chunked transfer coding")
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                self.close_connection = True
+                raise IncompleteBody("malformed chunked transfer coding") from None
+            if size < 0 or len(out) + size > limit:
+                self.close_connection = True
+                raise EntityTooLarge()
+            if size == 0:
+                break
+            chunk = self.rfile.read(size)
+            if len(chunk) != size or self.rfile.read(2) != b"\r\n":
+                self.close_connection = True
+                raise IncompleteBody()
+            out += chunk
+        for _ in range(32):  # trailer section, ends with an empty line
+            line = self.rfile.readline(8192)
+            if line in (b"\r\n", b"\n"):
+                return bytes(out)
+            if not line:
+                break
+        self.close_connection = True
+        raise IncompleteBody("malformed chunked trailer")
 
     # output ------------------------------------------------------------------------------
 
@@ -420,7 +496,12 @@ def make_server(
 
 def serve_in_thread(server: StateServer) -> threading.Thread:
     """Run ``serve_forever`` on a daemon thread (tests and the embedded default backend)."""
-    thread = threading.Thread(target=server.serve_forever, name="state-server", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.05},
+        name="state-server",
+        daemon=True,
+    )
     thread.start()
     return thread
 

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from backend.errors import (
     BucketAlreadyOwnedByYou,
@@ -46,6 +46,7 @@ T = TypeVar("T")
 DB_NAME = "state.sqlite3"
 MIN_PART_BYTES = 5 * 1024 * 1024
 MAX_PARTS = 10000
+MAX_BATCH = 128
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 _SCHEMA = """
@@ -99,6 +100,16 @@ _VCOLS = (
     "v.seq, v.bucket, v.key, v.version_id, v.deleted, v.size, v.etag, v.sha256, "
     "v.content_type, v.checksums, v.metadata, v.created, v.parts"
 )
+
+
+class _Job:
+    __slots__ = ("done", "error", "fn", "result")
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
+        self.fn = fn
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.done = threading.Event()
 
 
 @dataclass(frozen=True)
@@ -161,7 +172,7 @@ class PartInfo:
     checksums: dict[str, str]
 
 
-def _meta(row: tuple, is_latest: bool = True) -> ObjectMeta:  # type: ignore[type-arg]
+def _meta(row: tuple[Any, ...], is_latest: bool = True) -> ObjectMeta:
     return ObjectMeta(
         seq=row[0],
         bucket=row[1],
@@ -206,6 +217,9 @@ class Store:
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._buckets = {r[0] for r in self._writer.execute("SELECT name FROM buckets")}
         self._closed = False
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._writer_loop, name="store-writer", daemon=True)
+        self._thread.start()
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -216,13 +230,17 @@ class Store:
 
     def close(self) -> None:
         with self._write_lock:
+            if self._closed:
+                return
             self._closed = True
-            self._writer.close()
-            while True:
-                try:
-                    self._readers.get_nowait().close()
-                except queue.Empty:
-                    break
+            self._jobs.put(None)
+        self._thread.join()
+        self._writer.close()
+        while True:
+            try:
+                self._readers.get_nowait().close()
+            except queue.Empty:
+                break
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -240,18 +258,66 @@ class Store:
             self._readers.put(conn)
 
     def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in the writer's transaction; return once it is durably committed."""
+        job: _Job = _Job(fn)
         with self._write_lock:
             if self._closed:
                 raise InternalError("the store is closed")
-            conn = self._writer
+            self._jobs.put(job)
+        job.done.wait()
+        if job.error is not None:
+            raise job.error
+        return job.result  # type: ignore[no-any-return]
+
+    def _writer_loop(self) -> None:
+        """Group commit: drain waiting writes into one transaction and pay for one fsync.
+
+        Each job runs inside its own savepoint, so a refused write (a failed precondition)
+        rolls back alone; nobody is answered before the shared COMMIT has returned.
+        """
+        conn = self._writer
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            batch = [job]
+            stop = False
+            while len(batch) < MAX_BATCH:
+                try:
+                    extra = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if extra is None:
+                    stop = True
+                    break
+                batch.append(extra)
+            self._run_batch(conn, batch)
+            if stop:
+                return
+
+    @staticmethod
+    def _run_batch(conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        try:
             conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+            for job in batch:
+                conn.execute("SAVEPOINT op")
+                try:
+                    job.result = job.fn(conn)
+                except BaseException as exc:  # handed to the waiting request thread
+                    conn.execute("ROLLBACK TO op")
+                    job.error = exc
+                conn.execute("RELEASE op")
             conn.execute("COMMIT")
-            return result
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            for job in batch:
+                if job.error is None:
+                    job.error = InternalError("the write could not be committed")
+                    job.result = None
+        finally:
+            for job in batch:
+                job.done.set()
 
     def _require_bucket(self, bucket: str) -> None:
         if bucket not in self._buckets:
@@ -552,7 +618,13 @@ class Store:
     # -- multipart -------------------------------------------------------------------------
 
     def create_upload(
-        self, bucket: str, key: str, *, content_type: str, metadata: dict[str, str], algo: str | None
+        self,
+        bucket: str,
+        key: str,
+        *,
+        content_type: str,
+        metadata: dict[str, str],
+        algo: str | None,
     ) -> str:
         self._require_bucket(bucket)
         upload_id = secrets.token_urlsafe(24)

@@ -32,10 +32,7 @@ def http_date(ts: float) -> str:
 
 def el(name: str, value: object) -> str:
     """One leaf element; values are escaped."""
-    if isinstance(value, bool):
-        text = "true" if value else "false"
-    else:
-        text = escape(str(value))
+    text = ("true" if value else "false") if isinstance(value, bool) else escape(str(value))
     return f"<{name}>{text}</{name}>"
 
 

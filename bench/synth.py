@@ -36,7 +36,9 @@ def main() -> None:
     args = parser.parse_args()
     env = {
         **os.environ,
-        "PATH": f"{BIN}{os.pathsep}{REPO / 'node_modules' / '.bin'}{os.pathsep}{os.environ['PATH']}",
+        "PATH": os.pathsep.join(
+            [str(BIN), str(REPO / "node_modules" / ".bin"), os.environ["PATH"]]
+        ),
         "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
         "CHECKPOINT_DISABLE": "1",
         "DISABLE_VERSION_CHECK": "1",
@@ -56,16 +58,32 @@ def main() -> None:
                 env,
             ),
             "forkstage synth --stage pr-147 --only": (
-                [str(BIN / "forkstage"), "synth", "--stage", "pr-147", "--only", "--out", f"{tmp}/fs1"],
+                [
+                    str(BIN / "forkstage"),
+                    "synth",
+                    "--stage",
+                    "pr-147",
+                    "--only",
+                    "--out",
+                    f"{tmp}/fs1",
+                ],
                 env,
             ),
             "  part: python start": ([py, "-c", "pass"], env),
             "  part: + import cdktf (node jsii)": ([py, "-c", "import cdk, cdktf"], env),
             "  part: + import generated bindings": (
-                [py, "-c", "import cdk, cdktf, cdk.providers.generated.neon, cdk.providers.generated.cloudflare"],
+                [
+                    py,
+                    "-c",
+                    "import cdk, cdktf, cdk.providers.generated.neon, "
+                    "cdk.providers.generated.cloudflare",
+                ],
                 env,
             ),
-            "  part: python main.py (3 stacks)": ([py, "main.py"], {**env, "FORKSTAGE_STAGE": "pr-147", "CDKTF_OUTDIR": f"{tmp}/main"}),
+            "  part: python main.py (3 stacks)": (
+                [py, "main.py"],
+                {**env, "FORKSTAGE_STAGE": "pr-147", "CDKTF_OUTDIR": f"{tmp}/main"},
+            ),
         }
         results: dict[str, list[float]] = {}
         for name, (argv, case_env) in cases.items():

@@ -42,6 +42,15 @@ def directory_digest(directory: Path) -> str:
     return digest.hexdigest()
 
 
+def _url_part(value: str) -> str:
+    """Percent-encode inside Terraform, on the real value (nothing is resolved at synth).
+
+    Terraform's urlencode() writes a space as "+", which libpq does not decode in the user or
+    password part of a URL; a literal "+" comes out as %2B, so every "+" left is a space.
+    """
+    return Fn.replace(Fn.urlencode(value), "+", "%20")
+
+
 class _TerraformData(TerraformResource):
     """Terraform's builtin ``terraform_data`` (cdktf 0.21 ships no class for it)."""
 
@@ -88,18 +97,17 @@ class BranchMigrations(Construct):
         super().__init__(scope, id_)
         self.directory = Path(directory).resolve()
         self.content_hash = directory_digest(self.directory)
-        # urlencode() runs inside Terraform, on the real values; nothing is resolved at synth.
         url = (
             "postgresql://"
-            + Fn.urlencode(role)
+            + _url_part(role)
             + ":"
-            + Fn.urlencode(password)
+            + _url_part(password)
             + "@"
             + host
             + ":"
             + str(port)
             + "/"
-            + Fn.urlencode(database)
+            + _url_part(database)
             + "?sslmode="
             + sslmode
         )

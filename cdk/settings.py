@@ -10,7 +10,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 SETTINGS_FILE = "forkstage.toml"
 EMBEDDED_ENDPOINT = "http://127.0.0.1:4599"
@@ -111,7 +111,7 @@ def load_settings(root: Path, environ: dict[str, str] | None = None) -> Settings
             "set backend.endpoint to http://127.0.0.1:<port>"
         )
     backend = BackendSettings(
-        kind=kind,
+        kind=cast(Literal["embedded", "s3"], kind),
         endpoint=endpoint.rstrip("/"),
         bucket=bucket,
         key=_get(be, "key", str, db.key),
@@ -129,7 +129,7 @@ def load_settings(root: Path, environ: dict[str, str] | None = None) -> Settings
         protected=_get(stages, "protected", tuple, d.protected),
         neon_region=_get(neon, "region", str, d.neon_region),
         neon_pg_version=_get(neon, "pg_version", int, d.neon_pg_version),
-        fork_from=fork_from,
+        fork_from=cast(Literal["default", "owner-branch"], fork_from),
         cloudflare_account_id=env.get("CLOUDFLARE_ACCOUNT_ID")
         or _get(cf, "account_id", str, d.cloudflare_account_id),
         compatibility_date=_get(cf, "compatibility_date", str, d.compatibility_date),

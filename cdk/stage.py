@@ -54,7 +54,9 @@ def short_hash(text: str, length: int = 6) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
-def physical_name(*parts: str, limit: int, separator: str = "-", allow_underscore: bool = False) -> str:
+def physical_name(
+    *parts: str, limit: int, separator: str = "-", allow_underscore: bool = False
+) -> str:
     """Join parts into a provider-safe name of at most ``limit`` characters.
 
     Characters a provider rejects become the separator; when the name had to be rewritten or

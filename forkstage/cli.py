@@ -10,9 +10,7 @@ import importlib
 
 import click
 
-EPILOG = (
-    "Exit codes: 0 ok, 1 the operation failed, 2 bad usage or input, 3 refused by a guard."
-)
+EPILOG = "Exit codes: 0 ok, 1 the operation failed, 2 bad usage or input, 3 refused by a guard."
 
 # (module, attribute) of every command or group attached to the top-level group.
 COMMANDS: tuple[tuple[str, str], ...] = (
@@ -53,3 +51,16 @@ def _attach() -> None:
 
 
 _attach()
+
+
+def _extend_backend_group() -> None:
+    """`backend start|stop` manage the background server; they live beside the wrapper."""
+    from forkstage.commands.backend_ctl import start, stop
+
+    group = main.commands.get("backend")
+    if isinstance(group, click.Group):
+        group.add_command(start)
+        group.add_command(stop)
+
+
+_extend_backend_group()

@@ -78,7 +78,9 @@ class Project:
         try:
             app = json.loads(path.read_text()).get("app")
         except (OSError, ValueError):
-            raise BadInput(f"no readable cdktf.json in {self.root}: run forkstage in a project") from None
+            raise BadInput(
+                f"no readable cdktf.json in {self.root}: run forkstage in a project"
+            ) from None
         if not isinstance(app, str) or not app.strip():
             raise BadInput(f'{path} has no "app" command')
         return app

@@ -115,7 +115,9 @@ def ensure_running(backend: BackendSettings, home: Path) -> None:
                 return
             time.sleep(0.05)
         proc.terminate()
-        raise Failed(f"the embedded state server did not answer within {READY_TIMEOUT:.0f}s; see {log}")
+        raise Failed(
+            f"the embedded state server did not answer within {READY_TIMEOUT:.0f}s; see {log}"
+        )
 
 
 def stop(home: Path, timeout: float = 10.0) -> bool:

@@ -1,4 +1,4 @@
-"""Progress and summaries: rich on a terminal, plain lines otherwise, nothing but JSON with --json."""
+"""Progress and summaries: rich on a terminal, plain lines otherwise, only JSON with --json."""
 
 from __future__ import annotations
 

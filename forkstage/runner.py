@@ -20,7 +20,7 @@ from forkstage.context import Project
 from forkstage.engine import run_terraform, terraform_env
 from forkstage.errors import Failed, Refused
 from forkstage.report import Reporter
-from forkstage.state import StateReader, stage_env
+from forkstage.state import StateReader, admin_env, stage_env
 
 # Resource types only an owner stage may ever delete (a referencing stage must never plan it).
 OWNER_ONLY_TYPES = frozenset({"neon_project"})
@@ -112,8 +112,10 @@ class StageRun:
 
     # -- environment -------------------------------------------------------------------------
     def start_backend(self) -> None:
-        with self.reporter.phase("backend", "state backend"):
-            embedded.ensure_running(self.backend, self.home)
+        """Silent: guards run right after and must be the only line a refusal prints."""
+        started = time.perf_counter()
+        embedded.ensure_running(self.backend, self.home)
+        self.reporter.phases["backend"] = time.perf_counter() - started
 
     @property
     def reader(self) -> StateReader:
@@ -183,15 +185,29 @@ class StageRun:
         from forkstage.commands.synth import run_app
 
         with self.reporter.phase("synth", "synth"):
-            run_app(self.project, self.stage.name, self.workdir, only=True, env=self.env(workspace=False))
+            run_app(
+                self.project,
+                self.stage.name,
+                self.workdir,
+                only=True,
+                env=self.env(workspace=False),
+            )
         return self.stack_dir
 
-    def terraform(self, *args: str, workspace: bool = True) -> subprocess.CompletedProcess[str]:
-        return run_terraform(args, cwd=self.stack_dir, env=self.env(workspace=workspace))
+    def terraform(
+        self, *args: str, workspace: bool = True, admin: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        env = self.env(workspace=workspace)
+        if admin:
+            # init looks at the default workspace's key, which a stage-scoped key may not read
+            env.update(admin_env(self.backend, self.home))
+        return run_terraform(args, cwd=self.stack_dir, env=env)
 
     def _check(self, proc: subprocess.CompletedProcess[str], what: str) -> None:
         if proc.returncode != 0:
-            raise Failed(f"{what} failed for {self.stage.name}: {terraform_error(proc.stdout, proc.stderr)}")
+            raise Failed(
+                f"{what} failed for {self.stage.name}: {terraform_error(proc.stdout, proc.stderr)}"
+            )
 
     def init(self) -> None:
         """``init`` and ``workspace select -or-create``, never interactive.
@@ -201,12 +217,18 @@ class StageRun:
         """
         with self.reporter.phase("init", "terraform init"):
             self._check(
-                self.terraform("init", "-input=false", "-no-color", workspace=False), "init"
+                self.terraform("init", "-input=false", "-no-color", workspace=False, admin=True),
+                "init",
             )
         with self.reporter.phase("workspace", f"workspace {self.stage.workspace}"):
             self._check(
                 self.terraform(
-                    "workspace", "select", "-or-create=true", self.stage.workspace, workspace=False
+                    "workspace",
+                    "select",
+                    "-or-create=true",
+                    self.stage.workspace,
+                    workspace=False,
+                    admin=True,
                 ),
                 "workspace select",
             )
@@ -231,7 +253,11 @@ class StageRun:
         self.init()
         with self.reporter.phase("apply", "terraform apply"):
             proc = self.terraform(
-                "apply", "-auto-approve", "-input=false", "-json", f"-lock-timeout={self.lock_timeout}"
+                "apply",
+                "-auto-approve",
+                "-input=false",
+                "-json",
+                f"-lock-timeout={self.lock_timeout}",
             )
         self._check(proc, "apply")
         counts = change_summary(proc.stdout)
@@ -258,14 +284,20 @@ class StageRun:
         self.start_backend()
         self.check_destroy_allowed(force=force)
         if self.stage.workspace not in self.reader.stages():
-            raise Refused(f"stage {self.stage.name} has no state in the backend: nothing to destroy")
+            raise Refused(
+                f"stage {self.stage.name} has no state in the backend: nothing to destroy"
+            )
         before = self.owner_serial()
         self.synth()
         self.init()
         plan_file = "destroy.tfplan"
         with self.reporter.phase("plan", "destroy plan"):
             proc = self.terraform(
-                "plan", "-destroy", "-input=false", "-json", f"-out={plan_file}",
+                "plan",
+                "-destroy",
+                "-input=false",
+                "-json",
+                f"-out={plan_file}",
                 f"-lock-timeout={self.lock_timeout}",
             )
             self._check(proc, "destroy plan")
@@ -273,7 +305,9 @@ class StageRun:
             self._check(shown, "show")
         self.check_destroy_plan(json.loads(shown.stdout))
         with self.reporter.phase("apply", "terraform destroy"):
-            proc = self.terraform("apply", "-input=false", "-json", f"-lock-timeout={self.lock_timeout}", plan_file)
+            proc = self.terraform(
+                "apply", "-input=false", "-json", f"-lock-timeout={self.lock_timeout}", plan_file
+            )
         self._check(proc, "destroy")
         (self.stack_dir / plan_file).unlink(missing_ok=True)
         self.delete_workspace()
@@ -292,7 +326,14 @@ class StageRun:
         env.update({"FORKSTAGE_SYNTH_ONLY": "1", "CI": "1", "FORCE_COLOR": "0"})
         try:
             return subprocess.run(
-                [str(binary), *args, self.stage.stack_id, "--auto-approve", "--output", str(self.workdir)],
+                [
+                    str(binary),
+                    *args,
+                    self.stage.stack_id,
+                    "--auto-approve",
+                    "--output",
+                    str(self.workdir),
+                ],
                 cwd=self.project.root,
                 env=env,
                 text=True,
@@ -302,7 +343,9 @@ class StageRun:
                 check=False,
             )
         except subprocess.TimeoutExpired:
-            raise Failed(f"cdktf {args[0]} of {self.stage.name} did not finish within {timeout:.0f}s") from None
+            raise Failed(
+                f"cdktf {args[0]} of {self.stage.name} did not finish within {timeout:.0f}s"
+            ) from None
 
     def _resources(self) -> int:
         state = self.reader.state(self.stage.name)
@@ -330,7 +373,9 @@ class StageRun:
         self.start_backend()
         self.check_destroy_allowed(force=force)
         if self.stage.workspace not in self.reader.stages():
-            raise Refused(f"stage {self.stage.name} has no state in the backend: nothing to destroy")
+            raise Refused(
+                f"stage {self.stage.name} has no state in the backend: nothing to destroy"
+            )
         before_serial = self.owner_serial()
         self.synth()
         self.init()
@@ -353,9 +398,14 @@ class StageRun:
 
     def delete_workspace(self) -> None:
         with self.reporter.phase("workspace", "delete workspace"):
-            self._check(self.terraform("workspace", "select", "default", workspace=False), "workspace select")
             self._check(
-                self.terraform("workspace", "delete", self.stage.workspace, workspace=False),
+                self.terraform("workspace", "select", "default", workspace=False, admin=True),
+                "workspace select",
+            )
+            self._check(
+                self.terraform(
+                    "workspace", "delete", self.stage.workspace, workspace=False, admin=True
+                ),
                 "workspace delete",
             )
 

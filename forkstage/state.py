@@ -62,7 +62,9 @@ def admin_env(backend: BackendSettings, home: Path) -> dict[str, str]:
     return env
 
 
-def stage_env(backend: BackendSettings, home: Path, stage: str, reads: tuple[str, ...]) -> dict[str, str]:
+def stage_env(
+    backend: BackendSettings, home: Path, stage: str, reads: tuple[str, ...]
+) -> dict[str, str]:
     """Credentials one stage's Terraform run gets: on the embedded server, scoped to the stage
     (read/write its own workspace, outputs-only reads of ``reads``)."""
     if not backend.embedded:
@@ -70,7 +72,10 @@ def stage_env(backend: BackendSettings, home: Path, stage: str, reads: tuple[str
     from backend.credentials import issue
 
     cred = issue(embedded.data_dir(home), policy="stage", stage=stage, read_outputs=reads)
-    return {"AWS_ACCESS_KEY_ID": cred.access_key_id, "AWS_SECRET_ACCESS_KEY": cred.secret_access_key}
+    return {
+        "AWS_ACCESS_KEY_ID": cred.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": cred.secret_access_key,
+    }
 
 
 class StateReader:
@@ -127,7 +132,9 @@ class StateReader:
     def state(self, stage: str) -> StageState | None:
         """The stage's current state, or None when it has none (or an empty one)."""
         try:
-            obj = self.client.get_object(Bucket=self.backend.bucket, Key=state_key(self.backend, stage))
+            obj = self.client.get_object(
+                Bucket=self.backend.bucket, Key=state_key(self.backend, stage)
+            )
         except Exception as exc:
             if self._error_code(exc) in ("NoSuchKey", "404", "NoSuchBucket"):
                 return None

@@ -1,4 +1,4 @@
-"""CLI contract: exit codes and exact one-line messages for bad input; an example in every --help."""
+"""CLI contract: exit codes and exact one-line messages for bad input; examples in --help."""
 
 from __future__ import annotations
 
@@ -33,11 +33,15 @@ def in_repo(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.mark.parametrize("command", ["synth", "deploy", "plan", "destroy", "outputs", "summary", "env"])
+@pytest.mark.parametrize(
+    "command", ["synth", "deploy", "plan", "destroy", "outputs", "summary", "env"]
+)
 @pytest.mark.parametrize("name", sorted(BAD_STAGES))
 def test_bad_stage_names_exit_2_with_one_line(in_repo: Path, command: str, name: str) -> None:
     out = in_repo / "out"
-    result = CliRunner().invoke(main, [command, "--stage", name, *(["--out", str(out)] if command == "synth" else [])])
+    result = CliRunner().invoke(
+        main, [command, "--stage", name, *(["--out", str(out)] if command == "synth" else [])]
+    )
     assert result.exit_code == 2, result.output
     assert result.output == f"Error: {BAD_STAGES[name]}\n"
     assert not out.exists()
@@ -68,4 +72,7 @@ def test_every_command_has_an_example() -> None:
 
 def test_help_documents_exit_codes() -> None:
     result = CliRunner().invoke(main, ["--help"])
-    assert "Exit codes: 0 ok, 1 the operation failed, 2 bad usage or input, 3 refused by" in result.output
+    assert (
+        "Exit codes: 0 ok, 1 the operation failed, 2 bad usage or input, 3 refused by"
+        in result.output
+    )

@@ -6,6 +6,8 @@ import copy
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -398,27 +400,46 @@ def test_provider_alias_and_config_reach_the_output(tmp_path):
     assert doc["resource"]["neon_project"]["p"]["provider"] == "neon.other"
 
 
-def test_hcl_output_renders_blocks_and_nested_attributes(tmp_path, monkeypatch):
-    monkeypatch.setenv("SYNTH_HCL_OUTPUT", "true")
-    app = cdktf.App(outdir=str(tmp_path))
-    stack = cdktf.TerraformStack(app, "s")
-    neon.NeonProvider(stack, "neon")
-    cloudflare.CloudflareProvider(stack, "cloudflare")
-    project = neon.Project(stack, "p", branch={"name": "main"}, allowed_ips=["10.0.0.1"])
-    cloudflare.HyperdriveConfig(
-        stack,
-        "h",
-        account_id="a",
-        name="n",
-        origin={
-            "host": project.database_host,
-            "database": "d",
-            "user": "u",
-            "password": project.database_password,
-            "scheme": "postgres",
-        },
+HCL_SCRIPT = """
+import sys
+import cdktf
+from cdk.providers.generated import cloudflare, neon
+
+app = cdktf.App(outdir=sys.argv[1], hcl_output=True)
+stack = cdktf.TerraformStack(app, "s")
+neon.NeonProvider(stack, "neon")
+cloudflare.CloudflareProvider(stack, "cloudflare")
+project = neon.Project(stack, "p", branch={"name": "main"}, allowed_ips=["10.0.0.1"])
+cloudflare.HyperdriveConfig(
+    stack,
+    "h",
+    account_id="a",
+    name="n",
+    origin={
+        "host": project.database_host,
+        "database": "d",
+        "user": "u",
+        "password": project.database_password,
+        "scheme": "postgres",
+    },
+)
+app.synth()
+"""
+
+
+def test_hcl_output_renders_blocks_and_nested_attributes(tmp_path):
+    # cdktf's node process reads SYNTH_HCL_OUTPUT when it starts, hence a child interpreter.
+    env = {**os.environ, "SYNTH_HCL_OUTPUT": "true"}
+    done = subprocess.run(
+        [sys.executable, "-c", HCL_SCRIPT, str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
-    app.synth()
+    assert done.returncode == 0, done.stderr
     hcl = (tmp_path / "stacks" / "s" / "cdk.tf").read_text()
     assert (
         'resource "neon_project" "p" {\nallowed_ips = [\n"10.0.0.1"\n]\nbranch {\nname = "main"\n}'
@@ -437,7 +458,7 @@ def test_unknown_or_missing_keyword_arguments_raise_type_error(tmp_path):
     with pytest.raises(TypeError, match="project_id"):
         neon.Branch(stack, "b")  # type: ignore[call-arg]
     with pytest.raises(TypeError):
-        neon.Branch(stack, "b2", "positional-project")  # type: ignore[misc]
+        neon.Branch(stack, "b2", "positional-project")  # type: ignore[call-arg]
     with pytest.raises(TypeError, match="bindngs"):
         cloudflare.WorkersScript(stack, "w", account_id="a", script_name="s", bindngs=[])  # type: ignore[call-arg]
 
@@ -453,18 +474,18 @@ def test_nested_dicts_are_checked(tmp_path):
             "h1",
             account_id="a",
             name="n",
-            origin={**origin, "hots": "x"},  # type: ignore[typeddict-unknown-key]
+            origin={**origin, "hots": "x"},  # type: ignore[arg-type]
         )
     partial = {k: v for k, v in origin.items() if k != "password"}
     with pytest.raises(TypeError, match=r"missing required key\(s\) password"):
-        cloudflare.HyperdriveConfig(stack, "h2", account_id="a", name="n", origin=partial)  # type: ignore[arg-type, typeddict-item]
+        cloudflare.HyperdriveConfig(stack, "h2", account_id="a", name="n", origin=partial)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"bindings\[1\]: WorkersScriptBindings"):
         cloudflare.WorkersScript(
             stack,
             "w",
             account_id="a",
             script_name="s",
-            bindings=[{"type": "plain_text", "name": "A", "text": "x"}, {"typ": "x"}],  # type: ignore[typeddict-unknown-key]
+            bindings=[{"type": "plain_text", "name": "A", "text": "x"}, {"typ": "x"}],  # type: ignore[typeddict-unknown-key, typeddict-item]
         )
     # a rejected construct never joined the tree
     assert [c.node.id for c in stack.node.children] == []
@@ -501,7 +522,7 @@ def test_refresh_filter_names_types_the_provider_lacks():
     with pytest.raises(refresh.RefreshError, match="has no resource neon_endpoint"):
         refresh.filter_schema(full, NEON)
     with pytest.raises(
-        refresh.RefreshError, match="no provider registry.terraform.io/kislerdm/neon"
+        refresh.RefreshError, match=r"no provider registry\.terraform\.io/kislerdm/neon"
     ):
         refresh.filter_schema({"provider_schemas": {}}, NEON)
 
@@ -539,3 +560,15 @@ def test_generated_modules_import_nothing_heavy():
             "cdk.providers",
             "cdk.providers.pins",
         }
+
+
+def test_typed_dicts_know_their_required_keys_at_runtime():
+    assert cloudflare.HyperdriveConfigOrigin.__required_keys__ == {
+        "database",
+        "host",
+        "password",
+        "scheme",
+        "user",
+    }
+    assert cloudflare.WorkersScriptBindings.__required_keys__ == {"name", "type"}
+    assert neon.ProjectBranch.__required_keys__ == set()

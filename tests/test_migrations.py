@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from click.testing import CliRunner
@@ -26,7 +26,13 @@ from forkstage.migrator import (
     status,
 )
 from forkstage.migrator.errors import BadInput
-from tests.pgfixture import PASSWORD, Database, pg_cluster, pg_db  # noqa: F401
+
+if TYPE_CHECKING:
+    from tests.pgfixture import Database
+
+# pg_cluster: one PostgreSQL for the session; pg_db: a fresh database per test
+pytest_plugins = ["tests.pgfixture"]
+
 
 BP = "\n--> statement-breakpoint\n"
 WHEN0 = 1_700_000_000_123
@@ -115,8 +121,11 @@ def catalog(db: Database) -> list[tuple[Any, ...]]:
     return rels + cols
 
 
-def history_rows(db: Database, kit: Kit) -> list[tuple[Any, ...]]:
-    return db.query(f"SELECT * FROM {kit.history} ORDER BY 1".encode())
+def history_rows(db: Database, kit: Kit, *, timeless: bool = False) -> list[tuple[Any, ...]]:
+    """The history table's rows; ``timeless`` drops applied_at (it differs between databases)."""
+    rows = db.query(f"SELECT * FROM {kit.history} ORDER BY 1".encode())
+    keep = {Layout.PLAIN: 2, Layout.DRIZZLE_JOURNAL: 3, Layout.DRIZZLE_FOLDERS: 4}[kit.layout]
+    return [r[:keep] for r in rows] if timeless else rows
 
 
 def applied_files(outcome: Any) -> list[str]:
@@ -204,9 +213,444 @@ def test_failing_middle_migration_leaves_schema_and_history_as_before(
     kit.write(tmp_path / "ref", [ACCOUNTS])
     migrate(reference.url, tmp_path / "ref")
     assert catalog(fresh) == catalog(reference)
-    # same rows but for the applied_at / serial details that differ between two databases
-    assert [r[:3] for r in history_rows(fresh, kit)] == [r[:3] for r in history_rows(reference, kit)] or (
-        kit.layout is Layout.PLAIN
-        and [r[:2] for r in history_rows(fresh, kit)] == [r[:2] for r in history_rows(reference, kit)]
-    )
+    assert history_rows(fresh, kit, timeless=True) == history_rows(reference, kit, timeless=True)
     assert len(history_rows(fresh, kit)) == 1
+
+
+# -- edited migrations are refused -----------------------------------------------------------
+def test_edited_applied_file_is_refused_with_its_name_exit_4(
+    pg_db: Database, tmp_path: Path
+) -> None:
+    folder = tmp_path / "m"
+    kit = Kit(Layout.PLAIN, [])
+    kit.write(folder, [ACCOUNTS])
+    assert run_cli("migrate", "--database-url", pg_db.url, "--dir", str(folder)).exit_code == 0
+    recorded = hashlib.sha256((folder / "0000_accounts.sql").read_bytes()).hexdigest()
+
+    kit.write(folder, [("accounts", ["CREATE TABLE accounts (id bigint)"]), TAGS])
+    now = hashlib.sha256((folder / "0000_accounts.sql").read_bytes()).hexdigest()
+    result = run_cli("migrate", "--database-url", pg_db.url, "--dir", str(folder))
+    assert result.exit_code == 4
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"Error: 0000_accounts.sql was edited after it was applied to this database (recorded "
+        f"sha256 {recorded[:12]}, file now {now[:12]}): restore it and put the change in a new "
+        "migration\n"
+    )
+    assert "public.tags" not in tables(pg_db)  # refused before anything ran
+
+    listing = run_cli("migrations", "--database-url", pg_db.url, "--dir", str(folder), "--json")
+    assert listing.exit_code == 4
+    doc = json.loads(listing.stdout)
+    assert [(m["file"], m["status"]) for m in doc["migrations"]] == [
+        ("0000_accounts.sql", "changed"),
+        ("0001_tags.sql", "pending"),
+    ]
+    assert doc["migrations"][0]["recorded_sha256"] == recorded
+
+
+@pytest.mark.parametrize("layout", [Layout.DRIZZLE_JOURNAL, Layout.DRIZZLE_FOLDERS])
+def test_edited_drizzle_migration_is_refused(
+    layout: Layout, pg_db: Database, tmp_path: Path
+) -> None:
+    kit = Kit(layout, [])
+    folder = tmp_path / "m"
+    kit.write(folder, [ACCOUNTS, POSTS])
+    migrate(pg_db.url, folder)
+    kit.write(folder, [ACCOUNTS, ("posts", ["CREATE TABLE posts (id int)"])])
+    with pytest.raises(EditedMigration) as edited:
+        migrate(pg_db.url, folder)
+    assert edited.value.files == [kit.file(1)]
+    assert str(edited.value).startswith(f"{kit.file(1)} was edited after it was applied")
+
+
+def test_crlf_normalised_hash_is_not_taken_for_an_edit(pg_db: Database, tmp_path: Path) -> None:
+    """Newer drizzle hashes journal files with CRLF turned into LF; both spellings are the same."""
+    kit = Kit(Layout.DRIZZLE_JOURNAL, [])
+    folder = tmp_path / "m"
+    kit.write(folder, [ACCOUNTS])
+    sql_file = folder / "0000_accounts.sql"
+    sql_file.write_bytes(sql_file.read_bytes().replace(b"\n", b"\r\n"))
+    migrate(pg_db.url, folder)
+    lf_hash = hashlib.sha256(sql_file.read_bytes().replace(b"\r\n", b"\n")).hexdigest()
+    pg_db.query("UPDATE drizzle.__drizzle_migrations SET hash = %s", [lf_hash])
+    assert [e.status for e in status(pg_db.url, folder).entries] == [Status.APPLIED]
+
+
+# -- concurrent runners take turns -------------------------------------------------------------
+def test_two_runners_at_once_apply_each_migration_once(pg_db: Database, tmp_path: Path) -> None:
+    folder = tmp_path / "m"
+    Kit(Layout.PLAIN, []).write(
+        folder,
+        [
+            # applied twice, this fails (the table exists); the sleep forces the overlap
+            ("slow", ["CREATE TABLE once_only (n int)", "SELECT pg_sleep(0.8)"]),
+            ("count", ["INSERT INTO once_only VALUES (1)"]),
+        ],
+    )
+    barrier = threading.Barrier(2)
+    outcomes: list[Any] = []
+    failures: list[BaseException] = []
+    spans: list[tuple[float, float]] = []
+
+    def runner() -> None:
+        barrier.wait()
+        started = time.monotonic()
+        try:
+            outcomes.append(migrate(pg_db.url, folder))
+        except BaseException as exc:
+            failures.append(exc)
+        spans.append((started, time.monotonic()))
+
+    threads = [threading.Thread(target=runner) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert failures == []
+    assert sorted(len(o.applied) for o in outcomes) == [0, 2]
+    assert pg_db.query("SELECT count(*) FROM once_only") == [(1,)]
+    assert pg_db.query("SELECT count(*) FROM forkstage.schema_migrations") == [(2,)]
+    # they really overlapped: both started before either finished
+    assert max(s for s, _ in spans) < min(e for _, e in spans)
+
+
+# -- Drizzle's own table, exactly as drizzle writes it ----------------------------------------
+def test_drizzle_journal_history_matches_what_drizzle_writes(
+    pg_db: Database, tmp_path: Path
+) -> None:
+    folder = tmp_path / "drizzle"
+    (folder / "meta").mkdir(parents=True)
+    files = {
+        "0000_init": 'CREATE TABLE "users" ("id" serial PRIMARY KEY NOT NULL, "name" text);\n'
+        "--> statement-breakpoint\n"
+        'CREATE INDEX "users_name" ON "users" ("name");',
+        # CRLF on purpose: drizzle 0.45's migrator hashes the file as read
+        "0001_func": "CREATE FUNCTION one() RETURNS int AS $$ SELECT 1; $$ LANGUAGE sql;\r\n"
+        "--> statement-breakpoint\r\n"
+        "DO $$ BEGIN PERFORM one(); END $$;\r\n",
+    }
+    whens = {"0000_init": 1_718_000_000_001, "0001_func": 1_718_000_500_002}
+    for tag, text in files.items():
+        (folder / f"{tag}.sql").write_bytes(text.encode())
+    journal = {
+        "version": "7",
+        "dialect": "postgresql",
+        "entries": [
+            {"idx": i, "version": "7", "when": whens[tag], "tag": tag, "breakpoints": True}
+            for i, tag in enumerate(files)
+        ],
+    }
+    (folder / "meta" / "_journal.json").write_text(json.dumps(journal))
+
+    migrate(pg_db.url, folder)
+    expected = [
+        (i + 1, hashlib.sha256(text.encode()).hexdigest(), whens[tag])
+        for i, (tag, text) in enumerate(files.items())
+    ]
+    assert pg_db.query("SELECT id, hash, created_at FROM drizzle.__drizzle_migrations") == expected
+    assert pg_db.query(
+        "SELECT column_name, data_type, is_nullable, column_default FROM "
+        "information_schema.columns WHERE table_schema = 'drizzle' "
+        "AND table_name = '__drizzle_migrations' ORDER BY ordinal_position"
+    ) == [
+        ("id", "integer", "NO", "nextval('drizzle.__drizzle_migrations_id_seq'::regclass)"),
+        ("hash", "text", "NO", None),
+        ("created_at", "bigint", "YES", None),
+    ]
+    assert pg_db.query("SELECT one()") == [(1,)]
+
+
+def test_drizzle_folders_history_matches_what_drizzle_1_writes(
+    pg_db: Database, tmp_path: Path
+) -> None:
+    folder = tmp_path / "drizzle"
+    names = ["20250301093000_init", "20250302101500_more"]
+    texts = [
+        'CREATE TABLE "a" ("id" integer);\n--> statement-breakpoint\nINSERT INTO "a" VALUES (1);',
+        'ALTER TABLE "a" ADD COLUMN "b" text;',
+    ]
+    for name, text in zip(names, texts, strict=True):
+        (folder / name).mkdir(parents=True)
+        (folder / name / "migration.sql").write_text(text)
+        (folder / name / "snapshot.json").write_text("{}")  # drizzle 1.0 keeps one beside it
+
+    migrate(pg_db.url, folder)
+    millis = [
+        int(datetime(2025, 3, 1, 9, 30, tzinfo=UTC).timestamp() * 1000),
+        int(datetime(2025, 3, 2, 10, 15, tzinfo=UTC).timestamp() * 1000),
+    ]
+    rows = pg_db.query(
+        "SELECT id, hash, created_at, name, applied_at IS NOT NULL "
+        "FROM drizzle.__drizzle_migrations ORDER BY id"
+    )
+    assert rows == [
+        (i + 1, hashlib.sha256(t.encode()).hexdigest(), millis[i], names[i], True)
+        for i, t in enumerate(texts)
+    ]
+    assert pg_db.query(
+        "SELECT column_name, data_type, column_default FROM information_schema.columns "
+        "WHERE table_schema = 'drizzle' AND table_name = '__drizzle_migrations' "
+        "AND column_name IN ('name', 'applied_at') ORDER BY ordinal_position"
+    ) == [("name", "text", None), ("applied_at", "timestamp with time zone", "now()")]
+
+
+def test_drizzle_folders_upgrade_an_old_history_table_like_drizzle(
+    pg_db: Database, tmp_path: Path
+) -> None:
+    """A branch migrated by drizzle-kit 0.x, then `drizzle-kit up`: names are backfilled."""
+    kit = Kit(Layout.DRIZZLE_FOLDERS, [])
+    folder = tmp_path / "m"
+    kit.write(folder, [ACCOUNTS, POSTS])
+    first = load_migrations(folder).migrations[0]
+    pg_db.query(
+        "CREATE SCHEMA drizzle; CREATE TABLE drizzle.__drizzle_migrations "
+        "(id SERIAL PRIMARY KEY, hash text NOT NULL, created_at bigint);"
+        "CREATE TABLE accounts (id serial PRIMARY KEY, email text NOT NULL)"
+    )
+    # 0.x stored the journal's `when`, with milliseconds; drizzle matches on the second
+    pg_db.query(
+        "INSERT INTO drizzle.__drizzle_migrations (hash, created_at) VALUES (%s, %s)",
+        [first.sha256, (first.created_at or 0) + 417],
+    )
+    outcome = migrate(pg_db.url, folder)
+    assert applied_files(outcome) == [kit.file(1)]
+    assert pg_db.query(
+        "SELECT id, name, applied_at IS NULL FROM drizzle.__drizzle_migrations ORDER BY id"
+    ) == [(1, first.name, True), (2, load_migrations(folder).migrations[1].name, False)]
+
+
+def test_journal_entry_older_than_newest_applied_is_applied_and_flagged(
+    pg_db: Database, tmp_path: Path
+) -> None:
+    """drizzle's migrator would skip it forever on this branch; forkstage applies it, noted."""
+    kit = Kit(Layout.DRIZZLE_JOURNAL, [])
+    folder = tmp_path / "m"
+    kit.write(folder, [ACCOUNTS, POSTS, TAGS])
+    journal_path = folder / "meta" / "_journal.json"
+    journal = json.loads(journal_path.read_text())
+    tags_entry = journal["entries"].pop(2)
+    middle = journal["entries"].pop(1)
+    journal["entries"].append(tags_entry)
+    journal_path.write_text(json.dumps(journal))
+    migrate(pg_db.url, folder)  # accounts, tags
+    journal["entries"].insert(1, middle)  # a rebase brought in an older migration
+    journal_path.write_text(json.dumps(journal))
+
+    dry = run_cli("migrate", "--database-url", pg_db.url, "--dir", str(folder), "--dry-run")
+    assert dry.exit_code == 0
+    assert dry.stdout.splitlines() == [
+        "would apply 0001_posts.sql (older than the newest applied entry: drizzle's own "
+        "migrator would skip 0001_posts)",
+        "dry run: 1 to apply, 2 applied already",
+    ]
+    assert applied_files(migrate(pg_db.url, folder)) == ["0001_posts.sql"]
+
+
+# -- the CLI -----------------------------------------------------------------------------------
+def test_cli_migrate_json_dry_run_then_apply_then_list(pg_db: Database, tmp_path: Path) -> None:
+    folder = tmp_path / "m"
+    Kit(Layout.PLAIN, []).write(folder, [ACCOUNTS, TAGS])
+    env = {"MY_DB": pg_db.url}
+
+    dry = run_cli("migrate", "--database-url-env", "MY_DB", "--dir", str(folder), "--dry-run",
+                  "--json", env=env)  # fmt: skip
+    assert dry.exit_code == 0
+    doc = json.loads(dry.stdout)
+    assert doc["pending"] == ["0000_accounts.sql", "0001_tags.sql"]
+    assert doc["applied"] == [] and doc["dry_run"] is True
+    assert tables(pg_db) == []  # dry run creates not even the history table
+
+    done = run_cli("migrate", "--database-url-env", "MY_DB", "--dir", str(folder), env=env)
+    assert done.exit_code == 0
+    lines = done.stdout.splitlines()
+    assert [line.split(" (")[0] for line in lines[:2]] == [
+        "applied 0000_accounts.sql",
+        "applied 0001_tags.sql",
+    ]
+    assert lines[2:] == ["2 applied, 0 applied already"]
+
+    again = run_cli("migrate", "--database-url-env", "MY_DB", "--dir", str(folder), env=env)
+    assert again.stdout == "nothing to apply: 2 applied already\n"
+
+    Kit(Layout.PLAIN, []).write(folder, [ACCOUNTS, TAGS, POSTS])
+    listing = run_cli("migrations", "--database-url-env", "MY_DB", "--dir", str(folder), env=env)
+    assert listing.exit_code == 0
+    out = listing.stdout.splitlines()
+    assert out[0] == "plain layout, history in forkstage.schema_migrations"
+    assert out[1].split() == ["STATUS", "MIGRATION", "APPLIED", "AT"]
+    assert [line.split()[:2] for line in out[2:5]] == [
+        ["applied", "0000_accounts.sql"],
+        ["applied", "0001_tags.sql"],
+        ["pending", "0002_posts.sql"],
+    ]
+    assert out[4].split()[2] == "-"
+    assert out[5] == "2 applied, 1 pending, 0 changed"
+
+
+def test_cli_failed_migration_exit_1_names_file_and_error_never_the_password(
+    pg_db: Database, tmp_path: Path
+) -> None:
+    folder = tmp_path / "m"
+    Kit(Layout.PLAIN, []).write(folder, [ACCOUNTS, ("bad", ["SELEC 1"])])
+    result = run_cli("migrate", "--database-url", pg_db.url, "--dir", str(folder))
+    assert result.exit_code == 1
+    assert result.stderr == (
+        'Error: migration 0001_bad.sql failed: syntax error at or near "SELEC" (SQLSTATE 42601); '
+        "it was rolled back and later migrations did not run\n"
+    )
+    assert result.stdout.startswith("applied 0000_accounts.sql (")
+    password = pg_db.cluster.password
+    assert password and password not in result.output
+
+
+def test_cli_unreachable_database_is_exit_1_with_redacted_url(
+    pg_db: Database, tmp_path: Path
+) -> None:
+    from forkstage.local.postgres import Cluster, free_port
+
+    folder = tmp_path / "m"
+    Kit(Layout.PLAIN, []).write(folder, [ACCOUNTS])
+    port = free_port()
+    password = pg_db.cluster.password or ""
+    url = Cluster(tmp_path / "none", port=port, password=password).url("app")
+    result = run_cli("migrate", "--database-url", url, "--dir", str(folder))
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: cannot connect to postgres@127.0.0.1:{port}/app: ")
+    assert password not in result.output
+    assert url.split("@")[0].split(":")[-1] not in result.output  # the URL-encoded form either
+
+
+BAD_INPUT: list[tuple[list[str], dict[str, str], str]] = [
+    ([], {}, "no database given: pass --database-url-env NAME, --database-url URL or "
+     "--stage STAGE"),
+    (["--database-url-env", "NOPE_UNSET"], {}, "environment variable NOPE_UNSET is not set or "
+     "empty: put the database URL in it"),
+    (["--database-url", "mysql://u:secret@h/db"], {}, "the database URL must start with "
+     "postgresql:// (got mysql://...)"),
+    (["--database-url", "postgresql://u@h/db?nonsense=1"], {}, "bad database URL "
+     "postgresql://u@h/db?nonsense=1: invalid URI query parameter: \"nonsense\""),
+    (["--stage", "pr-7"], {}, "cannot find the database of stage pr-7: set "
+     "FORKSTAGE_DATABASE_URL or pass --database-url-env NAME"),
+    (["--stage", "pr-7", "--database-url", "postgresql://h/db"], {}, "pass only one of "
+     "--database-url, --database-url-env and --stage"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("args", "env", "message"), BAD_INPUT)
+def test_cli_bad_input_is_exit_2_with_one_line(
+    args: list[str], env: dict[str, str], message: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "m"
+    Kit(Layout.PLAIN, []).write(folder, [ACCOUNTS])
+    result = run_cli(
+        "migrate", *args, "--dir", str(folder), env={"FORKSTAGE_DATABASE_URL": "", **env}
+    )
+    assert (result.exit_code, result.stderr) == (2, f"Error: {message}\n")
+    assert "secret" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: None, "migrations folder {p} does not exist: pass --dir"),
+        (
+            lambda p: (p.mkdir(), (p / "README.md").write_text("hi")),
+            "found no migrations in {p}: expected meta/_journal.json (drizzle-kit), "
+            "YYYYMMDDHHMMSS_name/migration.sql folders (drizzle 1.0) or NNNN_name.sql files",
+        ),
+        (
+            lambda p: (p.mkdir(), (p / "seed.sql").write_text("SELECT 1")),
+            "seed.sql in {p} has no NNNN_ prefix: rename it NNNN_name.sql",
+        ),
+        (
+            lambda p: ((p / "meta").mkdir(parents=True), (p / "meta/_journal.json").write_text(
+                '{"entries": [{"tag": "0000_x", "when": 1}]}')),
+            "{p}/meta/_journal.json lists 0000_x but 0000_x.sql is missing",
+        ),
+    ],
+    ids=["missing", "unknown-layout", "unnumbered", "journal-without-file"],
+)  # fmt: skip
+def test_cli_bad_folder_is_exit_2_and_touches_nothing(
+    make: Callable[[Path], Any], message: str, pg_db: Database, tmp_path: Path
+) -> None:
+    folder = tmp_path / "m"
+    make(folder)
+    result = run_cli("migrate", "--database-url", pg_db.url, "--dir", str(folder))
+    assert (result.exit_code, result.stderr) == (2, f"Error: {message.format(p=folder)}\n")
+    assert tables(pg_db) == []
+
+
+def test_cli_stage_reads_forkstage_database_url(pg_db: Database, tmp_path: Path) -> None:
+    folder = tmp_path / "m"
+    Kit(Layout.PLAIN, []).write(folder, [ACCOUNTS])
+    result = run_cli("migrate", "--stage", "pr-7", "--dir", str(folder), "--json",
+                     env={"FORKSTAGE_DATABASE_URL": pg_db.url})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert [a["file"] for a in json.loads(result.stdout)["applied"]] == ["0000_accounts.sql"]
+
+
+def test_help_documents_exit_codes_and_example() -> None:
+    for command in ("migrate", "migrations"):
+        text = run_cli(command, "--help").stdout
+        assert "Example: forkstage " + command in text
+        flat = " ".join(text.split())
+        assert "Exit codes: 0 ok; 1 a migration failed" in flat
+        assert "4 a migration already applied to this database was edited" in flat
+
+
+def test_migration_that_commits_itself_is_reported(pg_db: Database, tmp_path: Path) -> None:
+    folder = tmp_path / "m"
+    Kit(Layout.PLAIN, []).write(folder, [("txn", ["BEGIN", "CREATE TABLE t (a int)", "COMMIT"])])
+    with pytest.raises(MigrationFailed, match=r"0000_txn.sql ran COMMIT or ROLLBACK itself"):
+        migrate(pg_db.url, folder)
+
+
+def test_project_default_migrations_create_notes(pg_db: Database) -> None:
+    folder = Path(__file__).resolve().parents[1] / "migrations"
+    outcome = migrate(pg_db.url, folder)
+    assert [a.migration.file for a in outcome.applied] == [
+        "0001_create_notes.sql",
+        "0002_seed_notes.sql",
+    ]
+    assert pg_db.query(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_name = 'notes' ORDER BY ordinal_position"
+    ) == [("id", "integer"), ("body", "text"), ("created_at", "timestamp with time zone")]
+    assert pg_db.query("SELECT count(*) FROM notes") == [(1,)]
+
+
+def test_bad_input_raised_before_connecting(tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match="does not exist"):
+        migrate("postgresql://nobody@127.0.0.1:1/x", tmp_path / "absent")
+
+
+@pytest.mark.parametrize(
+    ("url", "shown", "secret"),
+    [
+        ("postgresql://app:p%40ss%20w@db.example:5432/app",
+         "postgresql://app:***@db.example:5432/app", "p@ss w"),
+        ("postgres://app:plain@h/db?sslmode=require", "postgres://app:***@h/db?sslmode=require",
+         "plain"),
+        ("postgresql://app@h/db?password=q%26s&sslmode=require",
+         "postgresql://app@h/db?password=***&sslmode=require", "q&s"),
+    ],
+)  # fmt: skip
+def test_urls_are_redacted_and_scrubbed(url: str, shown: str, secret: str) -> None:
+    from urllib.parse import quote
+
+    from forkstage.migrator.dburl import redact, scrub
+
+    assert redact(url) == shown
+    scrubbed = scrub(f"failed for {url}: {secret} / {quote(secret, safe='')} rejected", url)
+    assert scrubbed == f"failed for {shown}: *** / *** rejected"
+    assert redact("postgresql://h/db") == "postgresql://h/db"
+
+
+def test_url_without_scheme_is_bad_input(tmp_path: Path) -> None:
+    Kit(Layout.PLAIN, []).write(tmp_path / "m", [ACCOUNTS])
+    result = run_cli("migrate", "--database-url", "host=h password=x", "--dir", str(tmp_path / "m"))
+    assert (result.exit_code, result.stderr) == (
+        2,
+        "Error: the database URL must start with postgresql:// (got a value without a scheme)\n",
+    )

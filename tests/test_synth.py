@@ -40,7 +40,12 @@ def synth(tmp: Path, stage: str) -> Path:
     out = tmp / f"out-{stage}"
     proc = subprocess.run(
         [str(BIN / "forkstage"), "synth", "--stage", stage, "--out", str(out)],
-        cwd=REPO, env=env(tmp), capture_output=True, text=True, check=False, timeout=120,
+        cwd=REPO,
+        env=env(tmp),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     return out
@@ -56,7 +61,9 @@ def outdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def stack(outdir: Path, stage: str, from_run: str | None = None) -> dict[str, Any]:
     run = from_run or stage
-    return json.loads((outdir / f"out-{run}" / "stacks" / f"stack-{stage}" / "cdk.tf.json").read_text())
+    return json.loads(
+        (outdir / f"out-{run}" / "stacks" / f"stack-{stage}" / "cdk.tf.json").read_text()
+    )
 
 
 def strings(node: Any) -> list[str]:
@@ -80,8 +87,11 @@ def test_pr_stage_references_staging_and_owns_only_its_branch(outdir: Path) -> N
     resources = cfg["resource"]
     assert "neon_project" not in resources
     assert set(resources) == {
-        "neon_branch", "neon_endpoint", "cloudflare_hyperdrive_config",
-        "cloudflare_workers_script", "terraform_data",
+        "neon_branch",
+        "neon_endpoint",
+        "cloudflare_hyperdrive_config",
+        "cloudflare_workers_script",
+        "terraform_data",
     }
     remote_name, remote = single(cfg["data"], "terraform_remote_state")
     assert remote["backend"] == "s3" and remote["workspace"] == "staging"
@@ -95,11 +105,17 @@ def test_pr_stage_references_staging_and_owns_only_its_branch(outdir: Path) -> N
     assert password["branch_id"] == f"${{neon_branch.{branch_name}.id}}"
     hd_name, hd = single(resources, "cloudflare_hyperdrive_config")
     assert hd["origin"]["host"] == f"${{neon_endpoint.{endpoint_name}.host}}"
-    assert hd["origin"]["password"] == f"${{data.neon_branch_role_password.{password_name}.password}}"
+    assert (
+        hd["origin"]["password"] == f"${{data.neon_branch_role_password.{password_name}.password}}"
+    )
     assert hd["origin"]["port"] == 5432 and hd["origin"]["scheme"] == "postgresql"
     _, worker = single(resources, "cloudflare_workers_script")
     assert worker["bindings"] == [
-        {"type": "hyperdrive", "name": "HYPERDRIVE", "id": f"${{cloudflare_hyperdrive_config.{hd_name}.id}}"}
+        {
+            "type": "hyperdrive",
+            "name": "HYPERDRIVE",
+            "id": f"${{cloudflare_hyperdrive_config.{hd_name}.id}}",
+        }
     ]
     assert worker["script_name"] == "forkstage-api-pr-147"
 
@@ -119,7 +135,9 @@ def test_no_credentials_or_passwords_in_any_synthesized_file(outdir: Path) -> No
             text = path.read_text(errors="replace")
             for name, sentinel in SENTINELS.items():
                 assert sentinel not in text, f"{name} leaked into {path}"
-            for match in re.finditer(r'"(password|api_key|api_token|secret_key|access_key)"\s*:\s*"([^"]*)"', text):
+            for match in re.finditer(
+                r'"(password|api_key|api_token|secret_key|access_key)"\s*:\s*"([^"]*)"', text
+            ):
                 assert match.group(2).startswith("${"), f"literal {match.group(1)} in {path}"
 
 
@@ -148,7 +166,12 @@ def test_cdktf_cli_synth_is_identical(outdir: Path, tmp_path: Path) -> None:
     out = tmp_path / "cdktf"
     proc = subprocess.run(
         ["npx", "cdktf", "synth", "--output", str(out)],
-        cwd=REPO, env=env(tmp_path, STAGE="pr-147"), capture_output=True, text=True, check=False, timeout=180,
+        cwd=REPO,
+        env=env(tmp_path, STAGE="pr-147"),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=180,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for name in ("stack-pr-147", "stack-staging", "stack-prod"):

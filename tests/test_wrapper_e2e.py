@@ -33,7 +33,7 @@ def test_referencing_stage_before_owner_is_refused_and_writes_nothing(box: Sandb
         "Error: stage pr-149 references staging, which is not deployed: "
         "deploy it first (forkstage deploy --stage staging)"
     )
-    assert box.keys() == []
+    assert box.object_keys() == []
 
 
 def test_preview_flow(box: Sandbox) -> None:
@@ -44,7 +44,7 @@ def test_preview_flow(box: Sandbox) -> None:
     # two PR stages at once, each in its own work folder and workspace
     procs = [box.popen("deploy", "--stage", s, "--json") for s in ("pr-147", "pr-148")]
     results = [p.communicate(timeout=180) for p in procs]
-    for proc, (out, err) in zip(procs, results, strict=True):
+    for proc, (_, err) in zip(procs, results, strict=True):
         assert proc.returncode == 0, err
     pr147 = json.loads(results[0][0])
     assert pr147["stage"] == "pr-147" and pr147["added"] == 2
@@ -63,10 +63,12 @@ def test_preview_flow(box: Sandbox) -> None:
     assert f"owner state serial unchanged: {serial} -> {serial}" in destroyed.stdout
     after = box.state("staging")
     assert after["serial"] == before["serial"]
-    assert resources(after) == resources(before) == [
-        "terraform_data.branch", "terraform_data.project", "terraform_data.workspace_guard"
-    ]
-    assert not any(k.startswith("env:/pr-147/") for k in box.keys())
+    assert (
+        resources(after)
+        == resources(before)
+        == ["terraform_data.branch", "terraform_data.project", "terraform_data.workspace_guard"]
+    )
+    assert not any(k.startswith("env:/pr-147/") for k in box.object_keys())
 
     refused = box.forkstage("destroy", "--stage", "staging")
     assert refused.returncode == 3
@@ -82,9 +84,15 @@ def test_preview_flow(box: Sandbox) -> None:
 
 def test_lock_holder_is_named_and_state_stays_consistent(box: Sandbox) -> None:
     key = "env:/pr-148/forkstage/terraform.tfstate.tflock"
-    lock = {"ID": "11111111-2222-3333-4444-555555555555", "Operation": "OperationTypeApply",
-            "Who": "ci@runner-7", "Version": "1.15.5", "Created": "2026-11-26T10:00:00Z",
-            "Path": "forkstage-state/env:/pr-148/forkstage/terraform.tfstate", "Info": ""}
+    lock = {
+        "ID": "11111111-2222-3333-4444-555555555555",
+        "Operation": "OperationTypeApply",
+        "Who": "ci@runner-7",
+        "Version": "1.15.5",
+        "Created": "2026-11-26T10:00:00Z",
+        "Path": "forkstage-state/env:/pr-148/forkstage/terraform.tfstate",
+        "Info": "",
+    }
     box.s3().put_object(Bucket="forkstage-state", Key=key, Body=json.dumps(lock).encode())
     before = box.state("pr-148")
     try:
@@ -92,7 +100,9 @@ def test_lock_holder_is_named_and_state_stays_consistent(box: Sandbox) -> None:
         assert proc.returncode == 1
         assert "Error acquiring the state lock" in proc.stderr
         assert "ci@runner-7" in proc.stderr
-        row = {r["stage"]: r for r in json.loads(box.forkstage("stages", "--json").stdout)}["pr-148"]
+        row = {r["stage"]: r for r in json.loads(box.forkstage("stages", "--json").stdout)}[
+            "pr-148"
+        ]
         assert row["locked_by"] == "ci@runner-7"
     finally:
         box.s3().delete_object(Bucket="forkstage-state", Key=key)
@@ -113,40 +123,66 @@ def test_lock_holder_is_named_and_state_stays_consistent(box: Sandbox) -> None:
 def test_via_cdktf_and_by_hand_never_hang(box: Sandbox) -> None:
     proc = box.forkstage("deploy", "--stage", "pr-150", "--via", "cdktf", timeout=240)
     assert proc.returncode == 0, proc.stderr
-    assert "terraform_data.branch" in json.dumps(box.state("pr-150"))
+    assert resources(box.state("pr-150")) == [
+        "terraform_data.branch",
+        "terraform_data.workspace_guard",
+    ]
 
     script = 'eval "$(forkstage env --stage pr-151)" && cdktf deploy stack-pr-151 --auto-approve'
     by_hand = subprocess.run(
-        ["bash", "-c", script], cwd=box.app, env=box.env(), text=True, capture_output=True,
-        stdin=subprocess.DEVNULL, timeout=240, check=False,
+        ["bash", "-c", script],
+        cwd=box.app,
+        env=box.env(),
+        text=True,
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        timeout=240,
+        check=False,
     )
     assert by_hand.returncode == 0, by_hand.stdout + by_hand.stderr
-    assert resources(box.state("pr-151")) == ["terraform_data.branch", "terraform_data.workspace_guard"]
+    assert resources(box.state("pr-151")) == [
+        "terraform_data.branch",
+        "terraform_data.workspace_guard",
+    ]
 
     destroyed = box.forkstage("destroy", "--stage", "pr-150", "--via", "cdktf", timeout=240)
     assert destroyed.returncode == 0, destroyed.stderr
-    assert not any(k.startswith("env:/pr-150/") for k in box.keys())
+    assert not any(k.startswith("env:/pr-150/") for k in box.object_keys())
 
 
 def test_plain_cdktf_in_the_wrong_workspace_is_stopped_by_the_guard(box: Sandbox) -> None:
     serial = box.state("staging")["serial"]
-    keys_before = box.keys()
-    # the prepared environment, but workspace pr-148's config run in staging's workspace
-    script = (
-        'eval "$(forkstage env --stage pr-148)" && export TF_WORKSPACE=staging && '
-        "cdktf deploy stack-pr-148 --auto-approve"
+    keys_before = box.object_keys()
+    admin = box.admin_credential()
+
+    def run(exports: str) -> str:
+        # the prepared environment of pr-148, but its config run in staging's workspace
+        script = (
+            f'eval "$(forkstage env --stage pr-148)" && export TF_WORKSPACE=staging {exports}&& '
+            "cdktf deploy stack-pr-148 --auto-approve"
+        )
+        proc = subprocess.run(
+            ["bash", "-c", script],
+            cwd=box.app,
+            env=box.env(),
+            text=True,
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            timeout=240,
+            check=False,
+        )
+        assert proc.returncode != 0
+        return proc.stdout + proc.stderr
+
+    # with pr-148's own key the state server already refuses staging's keys ...
+    assert "stage pr-148 may not access this key" in run("")
+    # ... and with a key that may write everywhere, the workspace guard stops the plan
+    text = run(
+        f"AWS_ACCESS_KEY_ID={admin.access_key_id} AWS_SECRET_ACCESS_KEY={admin.secret_access_key} "
     )
-    started = time.monotonic()
-    proc = subprocess.run(
-        ["bash", "-c", script], cwd=box.app, env=box.env(), text=True, capture_output=True,
-        stdin=subprocess.DEVNULL, timeout=240, check=False,
-    )
-    assert time.monotonic() - started < 240
-    assert proc.returncode != 0
-    text = proc.stdout + proc.stderr
-    assert "This config belongs to stage 'pr-148': select workspace 'pr-148'" in text
+    assert "This config belongs to stage 'pr-148': select workspace 'pr-148'" in text, text[-3000:]
     assert box.state("staging")["serial"] == serial
-    assert box.keys() == keys_before
+    assert box.object_keys() == keys_before
 
 
 def test_cleanup_in_order(box: Sandbox) -> None:
@@ -155,6 +191,6 @@ def test_cleanup_in_order(box: Sandbox) -> None:
         assert proc.returncode == 0, proc.stderr
     proc = box.forkstage("destroy", "--stage", "staging")
     assert proc.returncode == 0, proc.stderr
-    assert [k for k in box.keys() if k.startswith("env:/")] == []
+    assert [k for k in box.object_keys() if k.startswith("env:/")] == []
     assert json.loads(box.forkstage("stages", "--json").stdout) == []
     assert Path(box.home / "runs" / "staging.json").is_file()

@@ -79,10 +79,13 @@ class Sandbox:
             stdin=subprocess.DEVNULL,
         )
 
-    def s3(self):  # type: ignore[no-untyped-def]
+    def admin_credential(self):  # type: ignore[no-untyped-def]
         from backend.credentials import ensure_admin
 
-        cred = ensure_admin(self.home / "state")
+        return ensure_admin(self.home / "state")
+
+    def s3(self):  # type: ignore[no-untyped-def]
+        cred = self.admin_credential()
         return boto3.client(
             "s3",
             endpoint_url=self.endpoint,
@@ -92,16 +95,20 @@ class Sandbox:
             config=Config(s3={"addressing_style": "path"}),
         )
 
-    def keys(self) -> list[str]:
+    def object_keys(self) -> list[str]:
         page = self.s3().list_objects_v2(Bucket="forkstage-state")
         return sorted(o["Key"] for o in page.get("Contents", []))
 
     def state(self, stage: str) -> dict:  # type: ignore[type-arg]
         import json
 
-        body = self.s3().get_object(
-            Bucket="forkstage-state", Key=f"env:/{stage}/forkstage/terraform.tfstate"
-        )["Body"].read()
+        body = (
+            self.s3()
+            .get_object(Bucket="forkstage-state", Key=f"env:/{stage}/forkstage/terraform.tfstate")[
+                "Body"
+            ]
+            .read()
+        )
         return json.loads(body)
 
     def stop(self) -> None:

@@ -45,7 +45,9 @@ def stage_rows(project: Project) -> list[dict[str, Any]]:
                 "stage": name,
                 "kind": parsed.kind if parsed else "unknown",
                 "owner": parsed.owner if parsed else None,
-                "last_change": state.last_modified.isoformat() if state and state.last_modified else None,
+                "last_change": state.last_modified.isoformat()
+                if state and state.last_modified
+                else None,
                 "age": _age(state.last_modified if state else None),
                 "serial": state.serial if state else 0,
                 "resources": state.resources if state else 0,
@@ -72,7 +74,15 @@ def stages(as_json: bool) -> None:
         return
     header = ("STAGE", "KIND", "OWNER", "LAST CHANGE", "SERIAL", "RESOURCES", "LOCKED BY")
     table = [header] + [
-        (r["stage"], r["kind"], r["owner"] or "-", r["age"], str(r["serial"]), str(r["resources"]), r["locked_by"] or "-")
+        (
+            r["stage"],
+            r["kind"],
+            r["owner"] or "-",
+            r["age"],
+            str(r["serial"]),
+            str(r["resources"]),
+            r["locked_by"] or "-",
+        )
         for r in rows
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
@@ -115,7 +125,13 @@ SUMMARY_FIELDS = (
 
 @click.command()
 @stage_option
-@click.option("--format", "fmt", type=click.Choice(["markdown", "text", "json"]), default="markdown", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["markdown", "text", "json"]),
+    default="markdown",
+    show_default=True,
+)
 def summary(stage: str, fmt: str) -> None:
     """A stage's preview summary, e.g. for a pull-request comment.
 
@@ -129,11 +145,14 @@ def summary(stage: str, fmt: str) -> None:
         click.echo(json.dumps({"stage": stage, "outputs": values, "last_run": run}, sort_keys=True))
         return
     rows = [(label, values[key]) for label, key in SUMMARY_FIELDS if key in values]
-    rows += [(k, v) for k, v in sorted(values.items()) if k not in {key for _, key in SUMMARY_FIELDS}]
+    rows += [
+        (k, v) for k, v in sorted(values.items()) if k not in {key for _, key in SUMMARY_FIELDS}
+    ]
     if run:
         when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(run.get("finished_at", 0)))
         change = (
-            f"{run.get('operation')}: {run.get('added', 0)} created, {run.get('changed', 0)} changed, "
+            f"{run.get('operation')}: {run.get('added', 0)} created, "
+            f"{run.get('changed', 0)} changed, "
             f"{run.get('destroyed', 0)} destroyed in {run.get('seconds', 0):.1f}s ({when})"
         )
     else:
@@ -173,11 +192,24 @@ def env_cmd(stage: str) -> None:
     run.init()
     env = run.env()
     keys = (
-        "FORKSTAGE_STAGE", "FORKSTAGE_HOME", "TF_WORKSPACE", "TF_CLI_CONFIG_FILE", "TF_IN_AUTOMATION",
-        "TF_INPUT", "CHECKPOINT_DISABLE", "CDKTF_HOME", "CDKTF_DISABLE_PLUGIN_CACHE_ENV",
-        "DISABLE_VERSION_CHECK", "CDKTF_TELEMETRY_DISABLED", "TERRAFORM_BINARY_NAME",
-        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY", "FORKSTAGE_BACKEND_ENDPOINT", "FORKSTAGE_BACKEND_KIND", "PATH",
+        "FORKSTAGE_STAGE",
+        "FORKSTAGE_HOME",
+        "TF_WORKSPACE",
+        "TF_CLI_CONFIG_FILE",
+        "TF_IN_AUTOMATION",
+        "TF_INPUT",
+        "CHECKPOINT_DISABLE",
+        "CDKTF_HOME",
+        "CDKTF_DISABLE_PLUGIN_CACHE_ENV",
+        "DISABLE_VERSION_CHECK",
+        "CDKTF_TELEMETRY_DISABLED",
+        "TERRAFORM_BINARY_NAME",
+        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "FORKSTAGE_BACKEND_ENDPOINT",
+        "FORKSTAGE_BACKEND_KIND",
+        "PATH",
     )
     for key in keys:
         if key in env:

@@ -109,8 +109,12 @@ def parse_duration(text: str) -> float:
 
 
 @click.command()
-@click.option("--older-than", metavar="DURATION", help="Prune stages unchanged for this long (e.g. 7d).")
-@click.option("--open", "open_", metavar="STAGES", help="Comma-separated stages still open; prune the rest.")
+@click.option(
+    "--older-than", metavar="DURATION", help="Prune stages unchanged for this long (e.g. 7d)."
+)
+@click.option(
+    "--open", "open_", metavar="STAGES", help="Comma-separated stages still open; prune the rest."
+)
 @click.option("--dry-run", is_flag=True, help="Only list what would be destroyed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def prune(older_than: str | None, open_: str | None, dry_run: bool, as_json: bool) -> None:

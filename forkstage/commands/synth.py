@@ -21,6 +21,7 @@ def run_app(project: Project, stage: str, out: Path, *, only: bool, env: dict[st
     The same program writes the same JSON whichever tool starts it.
     """
     app = project.app_command()
+    out.mkdir(parents=True, exist_ok=True)
     env = {**env, "FORKSTAGE_STAGE": stage, "CDKTF_OUTDIR": str(out)}
     env.pop("STAGE", None)
     if only:

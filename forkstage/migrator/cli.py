@@ -47,10 +47,15 @@ def _database_options(func: F) -> F:
             metavar="URL",
             help="postgresql:// URL of the database (visible in process lists; prefer the env).",
         ),
-        click.option("--stage", metavar="STAGE", help="Migrate the database of this stage."),
+        click.option(
+            "--stage",
+            metavar="STAGE",
+            help="Use this stage's database (for now: $FORKSTAGE_DATABASE_URL).",
+        ),
         click.option(
             "--dir",
             "directory",
+            metavar="DIR",
             type=click.Path(path_type=Path, file_okay=False),
             default=None,
             help=f"Migrations folder [default: <project>/{DEFAULT_DIR}].",
@@ -193,7 +198,9 @@ def migrate(
         click.echo(f"nothing to apply: {already} applied already")
 
 
-@click.command("migrations", epilog=EPILOG + " `migrations` exits 4 after printing the list.")
+@click.command(
+    "migrations", epilog=EPILOG + " With an edited migration the list is printed, then exit 4."
+)
 @_database_options
 def migrations(
     database_url_env: str | None,

@@ -22,20 +22,19 @@ def check_url(url: str) -> None:
     """Raise BadInput (without echoing the URL's secret) unless ``url`` is a libpq URL."""
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme not in SCHEMES:
-        raise BadInput(
-            "the database URL must start with postgresql:// (got "
-            f"{scheme + '://' if scheme else 'no scheme'}{'...' if url else ' an empty value'})"
-        )
+        got = f"{scheme}://..." if scheme else "a value without a scheme"
+        raise BadInput(f"the database URL must start with postgresql:// (got {got})")
     try:
         conninfo_to_dict(url)
     except psycopg.ProgrammingError as exc:
-        raise BadInput(f"bad database URL {redact(url)}: {scrub(str(exc), url)}") from None
+        detail = scrub(" ".join(str(exc).split()), url)
+        raise BadInput(f"bad database URL {redact(url)}: {detail}") from None
 
 
 def password_of(url: str) -> str | None:
     try:
         parts = urlsplit(url)
-        secret = parts.password
+        secret = unquote(parts.password) if parts.password else None
     except ValueError:
         secret = None
     query = re.search(r"(?:^|[?&])password=([^&]*)", url.split("?", 1)[1] if "?" in url else "")
@@ -53,11 +52,12 @@ def redact(url: str) -> str:
 
 def scrub(text: str, url: str) -> str:
     """``text`` with every spelling of ``url``'s password replaced by ***."""
+    text = text.replace(url, redact(url))
     secret = password_of(url)
     if secret:
-        for form in {secret, quote(secret, safe=""), quote(secret)}:
+        for form in sorted({secret, quote(secret, safe=""), quote(secret)}, key=len, reverse=True):
             text = text.replace(form, MASK)
-    return text.replace(url, redact(url))
+    return text
 
 
 def describe(url: str) -> str:

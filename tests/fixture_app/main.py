@@ -24,10 +24,14 @@ class FixtureStack(TerraformStack):
             guard.protect(ref.remote_state)
             project_id = ref.get_string("project_id")
         else:
-            project = DataResource(self, "project", input={"app": settings.app, "stage": stage.name})
+            project = DataResource(
+                self, "project", input={"app": settings.app, "stage": stage.name}
+            )
             project_id = project.id
             TerraformOutput(self, "project_id", value=project.id, static_id=True)
-            TerraformOutput(self, "admin_password", value="fixture-secret", sensitive=True, static_id=True)
+            TerraformOutput(
+                self, "admin_password", value="fixture-secret", sensitive=True, static_id=True
+            )
         branch = DataResource(self, "branch", input={"project_id": project_id, "stage": stage.name})
         TerraformOutput(self, "branch_id", value=branch.id, static_id=True)
         TerraformOutput(self, "parent_project_id", value=project_id, static_id=True)

@@ -13,6 +13,7 @@ import importlib.util
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ class Attr:
     sensitive: bool = False
     deprecated: bool = False
     description: str = ""
+    description_kind: str = "plain"
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,8 @@ class Block:
     attributes: dict[str, Attr] = field(default_factory=dict)
     blocks: dict[str, BlockType] = field(default_factory=dict)
     description: str = ""
+    description_kind: str = "plain"
+    deprecated: bool = False
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,8 @@ def _block(raw: Mapping[str, Any]) -> Block:
             for k, v in (raw.get("block_types") or {}).items()
         },
         description=raw.get("description", ""),
+        description_kind=raw.get("description_kind", "plain"),
+        deprecated=bool(raw.get("deprecated")),
     )
 
 
@@ -162,10 +168,12 @@ def _attr(name: str, raw: Mapping[str, Any]) -> Attr:
         sensitive=bool(raw.get("sensitive")),
         deprecated=bool(raw.get("deprecated")),
         description=raw.get("description", ""),
+        description_kind=raw.get("description_kind", "plain"),
     )
 
 
 # -- protobuf ----------------------------------------------------------------------------------
+_KINDS = {"plain": pb.PLAIN, "markdown": pb.MARKDOWN}
 _BLOCK_MODES = {
     "single": pb.Schema.NestedBlock.SINGLE,
     "list": pb.Schema.NestedBlock.LIST,
@@ -199,7 +207,8 @@ def _block_pb(block: Block) -> pb.Schema.Block:
             for bt in block.blocks.values()
         ],
         description=block.description,
-        description_kind=pb.PLAIN,
+        description_kind=_KINDS[block.description_kind],
+        deprecated=block.deprecated,
     )
 
 
@@ -215,7 +224,7 @@ def _attr_pb(attr: Attr) -> pb.Schema.Attribute:
     return pb.Schema.Attribute(
         name=attr.name,
         description=attr.description,
-        description_kind=pb.PLAIN,
+        description_kind=_KINDS[attr.description_kind],
         required=attr.required,
         optional=attr.optional,
         computed=attr.computed,
@@ -262,13 +271,13 @@ def _normalize_attrs(attrs: Mapping[str, Attr], obj: Mapping[str, Value]) -> dic
         value = obj.get(name)
         if attr.nested is not None and value is not None and value is not Unknown:
             nested = attr.nested
-            value = _rebuild(
-                nested.mode,
-                value,
-                lambda v, n=nested: v if v is Unknown else _normalize_attrs(n.attributes, v),
-            )
+            value = _rebuild(nested.mode, value, partial(_normalize_object, nested.attributes))
         out[name] = value
     return out
+
+
+def _normalize_object(attrs: Mapping[str, Attr], value: Value) -> Value:
+    return value if value is Unknown else _normalize_attrs(attrs, value)
 
 
 def _normalize_block(bt: BlockType, value: Value) -> Value:
@@ -276,15 +285,19 @@ def _normalize_block(bt: BlockType, value: Value) -> Value:
         return None if bt.mode == "single" else ({} if bt.mode == "map" else [])
     if value is Unknown:
         return value
-    return _rebuild(bt.mode, value, lambda v: normalize(bt.block, v))
+    return _rebuild(bt.mode, value, partial(normalize, bt.block))
 
 
-def mark_computed_unknown(block: Block, obj: dict[str, Value]) -> dict[str, Value]:
+def mark_computed_unknown(block: Block, obj: Mapping[str, Value]) -> dict[str, Value]:
     """A create plan: every computed attribute the config leaves null becomes unknown."""
     return _mark_attrs(block.attributes, obj) | {
-        name: _rebuild(bt.mode, obj.get(name), lambda v, b=bt.block: mark_computed_unknown(b, v))
+        name: _rebuild(bt.mode, obj.get(name), partial(_mark_block_object, bt.block))
         for name, bt in block.blocks.items()
     }
+
+
+def _mark_block_object(block: Block, value: Value) -> Value:
+    return value if value is Unknown else mark_computed_unknown(block, value)
 
 
 def _mark_attrs(attrs: Mapping[str, Attr], obj: Mapping[str, Value]) -> dict[str, Value]:
@@ -295,12 +308,12 @@ def _mark_attrs(attrs: Mapping[str, Attr], obj: Mapping[str, Value]) -> dict[str
             out[name] = Unknown
         elif attr.nested is not None and value is not None and value is not Unknown:
             nested = attr.nested
-            out[name] = _rebuild(
-                nested.mode,
-                value,
-                lambda v, n=nested: v if v is Unknown else _mark_attrs(n.attributes, v),
-            )
+            out[name] = _rebuild(nested.mode, value, partial(_mark_object, nested.attributes))
     return out
+
+
+def _mark_object(attrs: Mapping[str, Attr], value: Value) -> Value:
+    return value if value is Unknown else _mark_attrs(attrs, value)
 
 
 def has_unknown(value: Value) -> bool:
@@ -319,11 +332,11 @@ def resolve(planned: Value, actual: Value) -> Value:
     if planned is Unknown:
         return _known_or_null(actual)
     if isinstance(planned, dict) and has_unknown(planned):
-        other = actual if isinstance(actual, dict) else {}
-        return {k: resolve(v, other.get(k)) for k, v in planned.items()}
+        fields = actual if isinstance(actual, dict) else {}
+        return {k: resolve(v, fields.get(k)) for k, v in planned.items()}
     if isinstance(planned, list) and has_unknown(planned):
-        other = actual if isinstance(actual, list) and len(actual) == len(planned) else []
-        return [resolve(v, other[i] if other else None) for i, v in enumerate(planned)]
+        items = actual if isinstance(actual, list) and len(actual) == len(planned) else []
+        return [resolve(v, items[i] if items else None) for i, v in enumerate(planned)]
     return planned
 
 

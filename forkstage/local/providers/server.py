@@ -72,8 +72,8 @@ class ProviderError(Exception):
 
 
 def known(value: Value) -> Value:
-    """``value`` or None while it is still unknown."""
-    return None if value is Unknown else value
+    """``value`` with every part that is still unknown (at plan time) as None."""
+    return resolve(Unknown, value)
 
 
 class Resource:
@@ -173,12 +173,11 @@ def _encode(value: Any) -> pb.DynamicValue:
     return to_dynamic_value(value)
 
 
-class Servicer(rpc.ProviderServicer):  # type: ignore[misc]
+class Servicer(rpc.ProviderServicer):
     """The tfplugin6 Provider service for one stand-in."""
 
-    def __init__(self, standin: StandIn, on_stop: Callable[[], None]) -> None:
+    def __init__(self, standin: StandIn) -> None:
         self.standin = standin
-        self.on_stop = on_stop
         self._schema: ProviderSchema | None = None
         self._schema_error: str | None = None
         self._handlers: dict[str, Resource] = {}
@@ -196,12 +195,16 @@ class Servicer(rpc.ProviderServicer):  # type: ignore[misc]
         try:
             return self.schema.resources[type_name]
         except KeyError:
-            raise ProviderError(f"resource type {type_name} is not served by this stand-in") from None
+            raise ProviderError(
+                f"resource type {type_name} is not served by this stand-in"
+            ) from None
 
     def GetMetadata(self, request: Any, context: Any) -> Any:
         return pb.GetMetadata.Response(
             server_capabilities=pb.ServerCapabilities(),
-            resources=[pb.GetMetadata.ResourceMetadata(type_name=t) for t in self.standin.resources],
+            resources=[
+                pb.GetMetadata.ResourceMetadata(type_name=t) for t in self.standin.resources
+            ],
             data_sources=[
                 pb.GetMetadata.DataSourceMetadata(type_name=t) for t in self.standin.data_sources
             ],
@@ -397,7 +400,7 @@ class Servicer(rpc.ProviderServicer):  # type: ignore[misc]
         return pb.StopProvider.Response()
 
 
-class _Controller(controller_rpc.GRPCControllerServicer):  # type: ignore[misc]
+class _Controller(controller_rpc.GRPCControllerServicer):
     def __init__(self, on_stop: Callable[[], None]) -> None:
         self.on_stop = on_stop
 
@@ -406,7 +409,7 @@ class _Controller(controller_rpc.GRPCControllerServicer):  # type: ignore[misc]
         return controller_pb.Empty()
 
 
-class _Stdio(stdio_rpc.GRPCStdioServicer):  # type: ignore[misc]
+class _Stdio(stdio_rpc.GRPCStdioServicer):
     def StreamStdio(self, request: Any, context: Any) -> Any:
         return iter(())
 
@@ -518,7 +521,7 @@ def serve(standin: StandIn) -> None:
 
     key_pem, cert_pem, der = _tls_material(tls_cache_path())
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=10))
-    rpc.add_ProviderServicer_to_server(Servicer(standin, stopped.set), server)
+    rpc.add_ProviderServicer_to_server(Servicer(standin), server)
     controller_rpc.add_GRPCControllerServicer_to_server(_Controller(stopped.set), server)
     stdio_rpc.add_GRPCStdioServicer_to_server(_Stdio(), server)
     with tempfile.TemporaryDirectory(prefix="forkstage-tfplugin-") as tmp:

@@ -1,0 +1,156 @@
+"""Installs the stand-in providers where Terraform finds them, offline: the "local cloud".
+
+Terraform loads the stand-ins from a ``filesystem_mirror`` that answers for exactly the pinned
+sources (``kislerdm/neon``, ``cloudflare/cloudflare`` at their pinned versions); ``direct`` is
+excluded for them, so a local run can never fetch the real providers (and needs no network).
+Each mirror entry is a two-line launcher that execs ``<this venv's python> -m
+forkstage.local.providers.<name>``: its bytes depend only on the interpreter path, so its hash
+stays put across versions of our code (Terraform pins the hash in the lock file and refuses a
+changed package at the same version).
+
+Lock files. ``init`` records the launcher's local ``h1:`` hash; a real run would then reject
+the real package, and a local run rejects a lock file made by a real run. ``-lockfile=readonly``
+cannot help (it fails when the entry is missing), and ``dev_overrides`` still needs ``init`` to
+accept the lock file. So a local run gets a lock file of its own: ``isolated_lock_file(workdir)``
+sets any other lock file aside for the run and puts it back after, deleting the stand-in one.
+Lock files are gitignored either way; a stand-in one must never be committed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import platform
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from cdk.providers.pins import CLOUDFLARE, NEON, ProviderPin
+
+LOCK_FILE = ".terraform.lock.hcl"
+ASIDE_SUFFIX = ".forkstage-aside"
+# pin -> module run by its launcher
+STANDINS: tuple[tuple[ProviderPin, str], ...] = (
+    (NEON, "forkstage.local.providers.neon"),
+    (CLOUDFLARE, "forkstage.local.providers.cloudflare"),
+)
+
+
+def platform_dir() -> str:
+    """Terraform's name for this platform, e.g. ``linux_amd64``."""
+    machine = platform.machine().lower()
+    arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(
+        machine, machine
+    )
+    return f"{sys.platform.replace('linux2', 'linux')}_{arch}"
+
+
+def mirror_dir(home: Path) -> Path:
+    return Path(home) / "providers"
+
+
+def launcher_path(home: Path, pin: ProviderPin) -> Path:
+    return (
+        mirror_dir(home)
+        / pin.hostname
+        / pin.namespace
+        / pin.type
+        / pin.version
+        / platform_dir()
+        / f"terraform-provider-{pin.type}_v{pin.version}"
+    )
+
+
+def launcher_text(module: str, python: str | None = None) -> str:
+    interpreter = python or sys.executable  # not resolved: a venv's python is a symlink
+    quoted = "'" + interpreter.replace("'", "'\"'\"'") + "'"
+    return f'#!/bin/sh\nexec {quoted} -m {module} "$@"\n'
+
+
+def install(home: Path) -> dict[str, Path]:
+    """Write (only when changed) every launcher; return source address -> launcher path."""
+    installed: dict[str, Path] = {}
+    for pin, module in STANDINS:
+        path = launcher_path(home, pin)
+        text = launcher_text(module)
+        if not path.is_file() or path.read_text() != text:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}")
+            tmp.write_text(text)
+            tmp.chmod(0o755)
+            tmp.replace(path)
+        installed[pin.fqn] = path
+    return installed
+
+
+def provider_installation(home: Path) -> str:
+    """The CLI-config block for ``terraform_env(home, provider_installation=...)``.
+
+    It also installs the launchers under ``home/providers``.
+    """
+    install(home)
+    sources = ", ".join(f'"{pin.fqn}"' for pin, _ in STANDINS)
+    mirror = str(mirror_dir(home)).replace("\\", "\\\\").replace('"', '\\"')
+    return (
+        "provider_installation {\n"
+        "  filesystem_mirror {\n"
+        f'    path    = "{mirror}"\n'
+        f"    include = [{sources}]\n"
+        "  }\n"
+        "  direct {\n"
+        f"    exclude = [{sources}]\n"
+        "  }\n"
+        "}\n"
+    )
+
+
+def package_hash(launcher: Path) -> str:
+    """Terraform's ``h1:`` hash of an unpacked package directory (here: one launcher file)."""
+    lines = []
+    for path in sorted(p for p in launcher.parent.iterdir() if p.is_file()):
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        lines.append(f"{digest}  {path.name}\n")
+    summary = hashlib.sha256("".join(lines).encode()).digest()
+    return "h1:" + base64.b64encode(summary).decode()
+
+
+def is_standin_lock(lock_file: Path, home: Path) -> bool:
+    """Whether a lock file pins a stand-in (so it must not meet a real run).
+
+    A registry install always records ``zh:`` hashes; an entry for a stand-in source without
+    any is a mirror install, ours even if made by an older launcher.
+    """
+    try:
+        text = lock_file.read_text()
+    except FileNotFoundError:
+        return False
+    hashes = {package_hash(launcher_path(home, pin)) for pin, _ in STANDINS}
+    if any(h in text for h in hashes):
+        return True
+    for pin, _ in STANDINS:
+        match = re.search(r'provider "' + re.escape(pin.fqn) + r'" \{(.*?)\n\}', text, re.S)
+        if match and "zh:" not in match.group(1):
+            return True
+    return False
+
+
+@contextmanager
+def isolated_lock_file(workdir: Path, home: Path) -> Iterator[None]:
+    """Run a local (stand-in) Terraform session in ``workdir`` without touching its lock file."""
+    install(home)
+    lock = Path(workdir) / LOCK_FILE
+    aside = lock.with_name(LOCK_FILE + ASIDE_SUFFIX)
+    if lock.exists():
+        if is_standin_lock(lock, home) or aside.exists():
+            lock.unlink()  # left by an interrupted local run
+        else:
+            lock.replace(aside)
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        if aside.exists():
+            aside.replace(lock)
