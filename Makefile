@@ -45,6 +45,7 @@ demo: install  ## the main job: the seed story on the embedded default backend
 
 bench: install  ## benchmarks (print tables)
 	$(PY) bench/synth.py
+	$(PY) bench/state_server.py
 
 generate: install  ## regenerate typed provider bindings from the schema snapshots
 	$(PY) -m cdk.providers.codegen

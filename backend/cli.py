@@ -335,7 +335,7 @@ def bootstrap_cmd(
     """
     import boto3
     from botocore.config import Config
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
     from backend.bootstrap import bootstrap
     from backend.errors import S3Error
@@ -359,6 +359,10 @@ def bootstrap_cmd(
     )
     try:
         steps = bootstrap(s3, bucket, region=region, r2=r2)
+    except NoCredentialsError:
+        raise BadInput(
+            "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        ) from None
     except (ClientError, BotoCoreError) as exc:
         raise _failed(exc) from None
     if as_json:

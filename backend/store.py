@@ -267,7 +267,8 @@ class Store:
         job.done.wait()
         if job.error is not None:
             raise job.error
-        return job.result  # type: ignore[no-any-return]
+        result: T = job.result
+        return result
 
     def _writer_loop(self) -> None:
         """Group commit: drain waiting writes into one transaction and pay for one fsync.

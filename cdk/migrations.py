@@ -18,7 +18,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cdktf import Fn, ITerraformDependable, LocalExecProvisioner, TerraformResource
+from cdktf import (
+    AssetType,
+    Fn,
+    ITerraformDependable,
+    LocalExecProvisioner,
+    TerraformAsset,
+    TerraformResource,
+)
 from constructs import Construct
 
 URL_ENV = "FORKSTAGE_MIGRATE_DATABASE_URL"
@@ -97,6 +104,11 @@ class BranchMigrations(Construct):
         super().__init__(scope, id_)
         self.directory = Path(directory).resolve()
         self.content_hash = directory_digest(self.directory)
+        # Copied into the synthesized stack (assets/...), so the config runs wherever it is
+        # applied: the provisioner's working directory is the stack's folder.
+        self.asset = TerraformAsset(
+            self, "files", path=str(self.directory), type=AssetType.DIRECTORY
+        )
         url = (
             "postgresql://"
             + _url_part(role)
@@ -118,7 +130,7 @@ class BranchMigrations(Construct):
                 "--database-url-env",
                 URL_ENV,
                 "--dir",
-                shlex.quote(str(self.directory)),
+                shlex.quote(self.asset.path),
             ]
         )
         self.resource = _TerraformData(

@@ -10,7 +10,10 @@ import importlib
 
 import click
 
-EPILOG = "Exit codes: 0 ok, 1 the operation failed, 2 bad usage or input, 3 refused by a guard."
+EPILOG = (
+    "Exit codes: 0 ok, 1 the operation failed, 2 bad usage or input, 3 refused by a guard, "
+    "4 an already-applied migration was edited (migrate)."
+)
 
 # (module, attribute) of every command or group attached to the top-level group.
 COMMANDS: tuple[tuple[str, str], ...] = (

@@ -1,6 +1,7 @@
 """Exit codes shared by every forkstage command (documented in --help and the README).
 
-0 ok · 1 the operation failed · 2 bad usage or input · 3 refused by a guard.
+0 ok · 1 the operation failed · 2 bad usage or input · 3 refused by a guard ·
+4 an already-applied migration was edited (``forkstage migrate``, see forkstage/migrator/errors.py).
 """
 
 from __future__ import annotations

@@ -129,8 +129,7 @@ class StateReader:
             raise Failed(f"cannot list stages in the state backend: {exc}") from None
         return sorted(names)
 
-    def state(self, stage: str) -> StageState | None:
-        """The stage's current state, or None when it has none (or an empty one)."""
+    def _get(self, stage: str) -> tuple[dict[str, Any], Any] | None:
         try:
             obj = self.client.get_object(
                 Bucket=self.backend.bucket, Key=state_key(self.backend, stage)
@@ -143,16 +142,28 @@ class StateReader:
         if not body.strip():
             return None
         try:
-            data = json.loads(body)
+            return json.loads(body), obj.get("LastModified")
         except ValueError:
             raise Failed(f"the state of {stage} is not valid JSON") from None
+
+    def raw_state(self, stage: str) -> dict[str, Any] | None:
+        """The whole state document (holds secrets: never print it)."""
+        got = self._get(stage)
+        return got[0] if got else None
+
+    def state(self, stage: str) -> StageState | None:
+        """The stage's current state, or None when it has none (or an empty one)."""
+        got = self._get(stage)
+        if got is None:
+            return None
+        data, last_modified = got
         resources = [r for r in data.get("resources", []) if r.get("mode") == "managed"]
         return StageState(
             stage=stage,
             serial=int(data.get("serial", 0)),
             resources=sum(len(r.get("instances", [])) for r in resources),
             outputs=dict(data.get("outputs", {})),
-            last_modified=obj.get("LastModified"),
+            last_modified=last_modified,
             lineage=str(data.get("lineage", "")),
         )
 

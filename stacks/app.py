@@ -84,7 +84,7 @@ class AppStack(TerraformStack):
             "api",
             account_id=settings.cloudflare_account_id,
             script_name=stage.resource_name(settings.app, "api"),
-            source=settings.worker_path / "index.js",
+            source=settings.worker_path / "dist" / "index.js",
             hyperdrive=hyperdrive,
             compatibility_date=settings.compatibility_date,
         )

@@ -27,13 +27,16 @@ from forkstage.local.cloudflare import Account
 from forkstage.local.cloudflare import NotFound as ScriptNotFound
 from forkstage.local.neon import Conflict, ControlPlane, NotFound, PasswordNotStored
 from forkstage.local.providers.cloudflare import HyperdriveConfig
+from forkstage.local.providers.neon import standin as neon_standin
 from forkstage.local.providers.schema import (
+    SchemaError,
     load_snapshot,
     mark_computed_unknown,
     normalize,
     resolve,
+    snapshot_dir,
 )
-from forkstage.local.providers.server import MAGIC_COOKIE_KEY, ProviderError
+from forkstage.local.providers.server import ProviderError
 from forkstage.local.registry import (
     LOCK_FILE,
     is_standin_lock,
@@ -56,7 +59,8 @@ REQUIRED = {
 PROVIDERS = {"neon": {}, "cloudflare": {"api_token": "not-used-locally"}}
 
 
-def hyperdrive(name: str, stage: str) -> dict[str, Any]:
+def hyperdrive(name: str, stage: str, project: str) -> dict[str, Any]:
+    """A Hyperdrive in front of ``stage``'s endpoint; ``project`` is where names come from."""
     return {
         "account_id": ACCOUNT,
         "name": name,
@@ -64,12 +68,8 @@ def hyperdrive(name: str, stage: str) -> dict[str, Any]:
             "scheme": "postgresql",
             "host": f"${{neon_endpoint.{stage}.host}}",
             "port": 5432,
-            "database": "${"
-            + ("var.database_name" if stage == "pr" else "neon_project.db.database_name")
-            + "}",
-            "user": "${"
-            + ("var.database_user" if stage == "pr" else "neon_project.db.database_user")
-            + "}",
+            "database": f"${{{project}database_name}}",
+            "user": f"${{{project}database_user}}",
             "password": f"${{data.neon_branch_role_password.{stage}.password}}",
         },
     }
@@ -122,7 +122,9 @@ def staging_config() -> dict[str, Any]:
                     "type": "read_write",
                 }
             },
-            "cloudflare_hyperdrive_config": {"staging": hyperdrive("shop-staging", "staging")},
+            "cloudflare_hyperdrive_config": {
+                "staging": hyperdrive("shop-staging", "staging", "neon_project.db.")
+            },
             "cloudflare_workers_script": {"staging": worker("shop-staging", "staging")},
         },
         "data": {
@@ -175,7 +177,7 @@ def pr_config(number: int) -> dict[str, Any]:
                     "type": "read_write",
                 }
             },
-            "cloudflare_hyperdrive_config": {"pr": hyperdrive(name, "pr")},
+            "cloudflare_hyperdrive_config": {"pr": hyperdrive(name, "pr", "var.")},
             "cloudflare_workers_script": {"pr": worker(name, "pr")},
         },
         "data": {
@@ -332,6 +334,15 @@ def test_lock_file_of_a_local_run_never_meets_a_real_one(home: Path) -> None:
     assert lock.read_text() == real
 
 
+def test_a_lock_file_from_an_older_launcher_is_still_recognised(tmp_path: Path) -> None:
+    lock = tmp_path / LOCK_FILE
+    entry = 'provider "{}" {{\n  version = "{}"\n  hashes = [\n{}  ]\n}}\n'
+    lock.write_text(entry.format(NEON.fqn, NEON.version, '    "h1:b2xk=",\n'))
+    assert is_standin_lock(lock, tmp_path)  # mirror installs record no zh: hashes
+    lock.write_text(entry.format(NEON.fqn, NEON.version, '    "h1:b2xk=",\n    "zh:00",\n'))
+    assert not is_standin_lock(lock, tmp_path)
+
+
 def test_installation_answers_only_for_the_pinned_sources(home: Path) -> None:
     block = provider_installation(home)
     assert f'include = ["{NEON.fqn}", "{CLOUDFLARE.fqn}"]' in block
@@ -345,7 +356,6 @@ def test_installation_answers_only_for_the_pinned_sources(home: Path) -> None:
     by_hand = subprocess.run([str(launcher)], capture_output=True, text=True, timeout=30)
     assert by_hand.returncode == 1
     assert "not meant to be run by hand" in by_hand.stderr
-    assert MAGIC_COOKIE_KEY not in os.environ
 
 
 @pytest.mark.slow
@@ -364,6 +374,16 @@ def test_without_forkstage_home_the_provider_says_what_to_do(home: Path) -> None
     done = tf.run("plan", ok=False)
     assert done.returncode == 1
     assert "FORKSTAGE_HOME is not set" in done.stderr
+
+
+def test_a_missing_or_short_snapshot_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(SchemaError, match=r"neon\.json is missing"):
+        neon_standin(tmp_path).load_schema()
+    snapshot = json.loads((snapshot_dir() / "neon.json").read_text())
+    del snapshot["provider_schemas"][NEON.fqn]["resource_schemas"]["neon_endpoint"]
+    (tmp_path / "neon.json").write_text(json.dumps(snapshot))
+    with pytest.raises(SchemaError, match="lacks neon_endpoint"):
+        neon_standin(tmp_path).load_schema()
 
 
 # -- value handling --------------------------------------------------------------------------------
@@ -390,7 +410,9 @@ def test_staging_applies_and_replans_with_no_changes(staging: tuple[Terraform, A
     assert out["database_name"] == "app" and out["database_user"] == "app_owner"
     assert out["staging_host"].startswith("ep-") and out["staging_host"].endswith(".neon.localhost")
     assert out["default_branch_id"].startswith("br-")
-    assert tf.run("plan", "-detailed-exitcode").returncode == 0
+    plan = tf.run("plan", "-detailed-exitcode")
+    assert plan.returncode == 0
+    assert "Warning" not in plan.stdout + plan.stderr  # e.g. no state upgrade warnings
 
 
 @pytest.mark.slow
@@ -534,6 +556,11 @@ def test_control_plane_follows_neon_rules(home: Path) -> None:
         with pytest.raises(NotFound, match="role nobody"):
             cp.role_password(project.id, main, "nobody")
         assert cp.resolve_host(endpoint.host)[1] == endpoint.port
+        cp.stop_all()  # a reboot, say: data stays, endpoints wake when next read
+        assert not accepts(endpoint.port)
+        cp.wake(endpoint.id)
+        with psycopg.connect(cp.branch_url(project.id, grandchild.id)) as conn:
+            assert conn.execute("SELECT v FROM t").fetchall() == [(1,)]
         cp.delete_endpoint(project.id, endpoint.id)
         assert not accepts(endpoint.port)
         assert cp.data_dir(grandchild.id).is_dir()  # the branch keeps its data

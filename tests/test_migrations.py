@@ -530,8 +530,6 @@ BAD_INPUT: list[tuple[list[str], dict[str, str], str]] = [
      "postgresql:// (got mysql://...)"),
     (["--database-url", "postgresql://u@h/db?nonsense=1"], {}, "bad database URL "
      "postgresql://u@h/db?nonsense=1: invalid URI query parameter: \"nonsense\""),
-    (["--stage", "pr-7"], {}, "cannot find the database of stage pr-7: set "
-     "FORKSTAGE_DATABASE_URL or pass --database-url-env NAME"),
     (["--stage", "pr-7", "--database-url", "postgresql://h/db"], {}, "pass only one of "
      "--database-url, --database-url-env and --stage"),
 ]  # fmt: skip

@@ -78,9 +78,12 @@ def test_synth_has_terraform_data_with_hash_trigger_and_env_references(tmp_path:
     assert data["triggers_replace"] == [migrations.content_hash, "${neon_endpoint.ep.host}"]
     assert data["depends_on"] == ["neon_endpoint.ep"]
     [provisioner] = data["provisioner"]
-    assert provisioner["local-exec"]["command"] == (
-        f"forkstage migrate --database-url-env {URL_ENV} --dir {folder.resolve()}"
-    )
+    # the folder travels with the stack as a cdktf asset; local-exec runs in the stack's folder
+    command = provisioner["local-exec"]["command"]
+    prefix = f"forkstage migrate --database-url-env {URL_ENV} --dir assets/"
+    assert command.startswith(prefix), command
+    copied = tmp_path / "out" / "stacks" / "pr" / command.split(" --dir ")[1]
+    assert sorted(p.name for p in copied.iterdir()) == sorted(p.name for p in folder.iterdir())
     assert provisioner["local-exec"]["environment"] == {
         URL_ENV: 'postgresql://${replace(urlencode("app_owner"), "+", "%20")}:'
         '${replace(urlencode(data.neon_branch_role_password.pw.password), "+", "%20")}'

@@ -207,8 +207,8 @@ class Project:
     database_name: str
     role_name: str
     store_password: bool
-    admin_password: str
-    created_at: str
+    admin_password: str = field(repr=False)  # the superuser's; never handed out
+    created_at: str = ""
 
 
 @dataclass
@@ -219,7 +219,7 @@ class Branch:
     parent_id: str | None
     primary: bool
     created_at: str
-    roles: dict[str, str] = field(default_factory=dict)  # role -> password
+    roles: dict[str, str] = field(default_factory=dict, repr=False)  # role -> password
     databases: dict[str, str] = field(default_factory=dict)  # database -> owner role
     logical_size: int = 0
     protected: bool = False
@@ -317,6 +317,8 @@ class ControlPlane:
     def _locked(self, *, write: bool = True) -> Iterator[_State]:
         """The state under a file lock (exclusive to change it); saved when the block succeeds."""
         if getattr(self._held, "state", None) is not None:
+            if write and not self._held.write:
+                raise RuntimeError("a change nested in a read of the Neon state would be lost")
             yield self._held.state
             return
         self.root.mkdir(parents=True, exist_ok=True)
@@ -329,7 +331,7 @@ class ControlPlane:
                     state = _State.from_json(json.loads(self.state_file.read_text()))
                 except FileNotFoundError:
                     state = _State()
-                self._held.state = state
+                self._held.state, self._held.write = state, write
                 yield state
                 if write:
                     self._save(state)
@@ -790,9 +792,14 @@ class ControlPlane:
                 self._start(state, endpoint)
 
     def stop_all(self) -> None:
-        """Stop every server of every project (e.g. before a reboot or at test teardown)."""
-        if not self.state_file.exists():
+        """Stop every server under this home (before a reboot, at test teardown), including
+        one a killed process started but never recorded."""
+        if not self.root.is_dir():
             return
-        with self._locked() as state:
-            for branch_id in list(state.branches):
-                self._stop_branch(state, branch_id)
+        # Nothing recorded changes: endpoints wake on their next read, or with start_all().
+        with self._locked(write=False):
+            for data_dir in sorted((self.root / "branches").glob("*/pgdata")):
+                branch_id = data_dir.parent.name
+                cluster = Cluster(data_dir, port=5432, socket_dir=self._socket_dir(branch_id))
+                cluster.stop("fast")
+                shutil.rmtree(cluster.socket_dir, ignore_errors=True)

@@ -127,8 +127,8 @@ def is_standin_lock(lock_file: Path, home: Path) -> bool:
         text = lock_file.read_text()
     except FileNotFoundError:
         return False
-    hashes = {package_hash(launcher_path(home, pin)) for pin, _ in STANDINS}
-    if any(h in text for h in hashes):
+    launchers = [launcher_path(home, pin) for pin, _ in STANDINS]
+    if any(package_hash(path) in text for path in launchers if path.is_file()):
         return True
     for pin, _ in STANDINS:
         match = re.search(r'provider "' + re.escape(pin.fqn) + r'" \{(.*?)\n\}', text, re.S)

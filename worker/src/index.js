@@ -1,11 +1,28 @@
 // Example API Worker: reads and writes the stage's `notes` table through its Hyperdrive binding.
 // GET /notes lists rows; POST /notes with a text body adds one. Each stage has its own branch,
 // so a write in pr-147 is invisible in staging.
+//
+// This is the source: scripts/build-worker.mjs bundles it with postgres.js into
+// worker/dist/index.js, the single module that is deployed (and served locally by Miniflare).
 import postgres from "postgres";
+
+// The binding's discrete fields rather than its connectionString: the local runtime (workerd)
+// builds that string without percent-encoding, so a password with "@", ":" or "/" would break it.
+function connect(hyperdrive) {
+  return postgres({
+    host: hyperdrive.host,
+    port: hyperdrive.port,
+    database: hyperdrive.database,
+    username: hyperdrive.user,
+    password: hyperdrive.password,
+    max: 1,
+    fetch_types: false,
+  });
+}
 
 export default {
   async fetch(request, env) {
-    const sql = postgres(env.HYPERDRIVE.connectionString, { max: 1, fetch_types: false });
+    const sql = connect(env.HYPERDRIVE);
     try {
       const url = new URL(request.url);
       if (url.pathname === "/notes" && request.method === "POST") {

@@ -1,0 +1,192 @@
+// Serves one Worker with Miniflare on 127.0.0.1 for forkstage's local cloud.
+//
+// Started by forkstage/local/workers.py as `node miniflare_launcher.mjs` with a JSON config on
+// stdin (never argv or env: the Hyperdrive connection strings carry database passwords). Prints
+// its logs to stdout/stderr with every secret from the config replaced by "***", writes
+// {"url": ...} to config.ready_file once Miniflare serves, and shuts Miniflare (and workerd) down
+// on SIGTERM/SIGINT.
+import { readFileSync, renameSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { createServer, connect } from "node:net";
+import { createInterface } from "node:readline";
+
+function readConfig() {
+  const text = readFileSync(0, "utf8");
+  try {
+    return JSON.parse(text);
+  } catch {
+    process.stderr.write("miniflare-launcher: stdin is not a JSON config\n");
+    process.exit(2);
+  }
+}
+
+const config = readConfig();
+
+// Every form in which a password could show up in a message: the whole URL and the password,
+// raw, percent-decoded and percent-encoded.
+const secrets = new Set();
+for (const url of Object.values(config.hyperdrives ?? {})) {
+  secrets.add(url);
+  try {
+    const parsed = new URL(url);
+    for (const part of [parsed.password, parsed.href]) {
+      if (!part) continue;
+      secrets.add(part);
+      try {
+        secrets.add(decodeURIComponent(part));
+      } catch {}
+      secrets.add(encodeURIComponent(part));
+    }
+  } catch {}
+}
+function redact(text) {
+  const ordered = [...secrets].filter((s) => s.length > 0).sort((a, b) => b.length - a.length);
+  let out = text;
+  for (const secret of ordered) out = out.split(secret).join("***");
+  return out;
+}
+
+// Everything this process prints goes through redact(): Miniflare's own log, validation errors
+// (which echo option values) and uncaught errors alike.
+for (const stream of [process.stdout, process.stderr]) {
+  const write = stream.write.bind(stream);
+  stream.write = (chunk, encoding, callback) => {
+    const text = typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8");
+    return write(redact(text), typeof encoding === "string" ? "utf8" : encoding, callback);
+  };
+}
+
+// workerd's own output (the Worker's console.log, runtime errors), line by line so that a secret
+// is never split across two chunks.
+function pipeLines(source, sink) {
+  createInterface({ input: source, crlfDelay: Infinity }).on("line", (line) => {
+    sink.write(`[worker] ${line}\n`);
+  });
+}
+
+// Miniflare's own Hyperdrive proxy lets a refused connection to the database escape as an
+// uncaught error, which kills this process (and the Worker with it) at the first query while
+// PostgreSQL is down, and leaves the Worker's socket hanging. Each binding therefore points
+// Miniflare at a loopback relay of ours that always accepts; when the database cannot be reached
+// it answers the client's startup packet with a PostgreSQL ErrorResponse (SQLSTATE 08006) and
+// closes, so the Worker's query fails at once with a readable message and the Worker stays up.
+function errorResponse(message) {
+  const fields = [["S", "FATAL"], ["V", "FATAL"], ["C", "08006"], ["M", message]];
+  const body = Buffer.concat([
+    ...fields.map(([code, text]) => Buffer.from(`${code}${text}\0`, "utf8")),
+    Buffer.from([0]),
+  ]);
+  const head = Buffer.alloc(5);
+  head.write("E", 0, "latin1");
+  head.writeInt32BE(body.length + 4, 1);
+  return Buffer.concat([head, body]);
+}
+
+async function relay(binding, target) {
+  const origin = new URL(target);
+  const host = origin.hostname.replace(/^\[|\]$/g, "");
+  const port = Number(origin.port);
+  const server = createServer((client) => {
+    const upstream = connect({ host, port });
+    let connected = false;
+    client.pipe(upstream);
+    upstream.pipe(client);
+    upstream.on("connect", () => {
+      connected = true;
+    });
+    upstream.on("error", (err) => {
+      const why = `database ${host}:${port} is not reachable (${err.code ?? err.message})`;
+      process.stderr.write(`miniflare-launcher: ${binding}: ${why}\n`);
+      if (connected) client.destroy();
+      else client.end(errorResponse(`forkstage local ${binding}: ${why}`));
+    });
+    client.on("error", () => upstream.destroy());
+  });
+  await new Promise((done, fail) => {
+    server.once("error", fail);
+    server.listen(0, "127.0.0.1", done);
+  });
+  const local = new URL(target);
+  local.hostname = "127.0.0.1";
+  local.port = String(server.address().port);
+  secrets.add(local.href);
+  return [server, local.href];
+}
+
+// The same proxy has no error handlers on its sockets either: a database that drops a session
+// (restart, pg_terminate_backend) must not take the Worker down. Only socket errors are absorbed.
+const SOCKET_ERRORS = new Set([
+  "EPIPE",
+  "ECONNRESET",
+  "ECONNREFUSED",
+  "ECONNABORTED",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+]);
+process.on("uncaughtException", (err) => {
+  if (SOCKET_ERRORS.has(err?.code)) {
+    process.stderr.write(`miniflare-launcher: database connection closed (${err.code})\n`);
+    return;
+  }
+  process.stderr.write(`miniflare-launcher: fatal: ${err?.stack ?? err}\n`);
+  process.exit(1);
+});
+
+const require = createRequire(`${config.node_modules}/../package.json`);
+let mf;
+const relays = [];
+try {
+  const { Miniflare, Log, LogLevel } = require("miniflare");
+  const hyperdrives = {};
+  for (const [binding, target] of Object.entries(config.hyperdrives ?? {})) {
+    const [server, local] = await relay(binding, target);
+    relays.push(server);
+    hyperdrives[binding] = local;
+  }
+  mf = new Miniflare({
+    name: config.name,
+    modules: [{ type: "ESModule", path: config.main_module, contents: config.script }],
+    compatibilityDate: config.compatibility_date,
+    compatibilityFlags: config.compatibility_flags,
+    bindings: config.bindings,
+    hyperdrives,
+    host: "127.0.0.1",
+    port: config.port,
+    // Offline and loopback only: no request.cf download, no telemetry, no live reload, no dev
+    // registry, and the Worker's own fetch()/connect() may reach loopback addresses only.
+    cf: false,
+    telemetry: { enabled: false },
+    liveReload: false,
+    outboundService: { network: { allow: ["local"] } },
+    log: new Log(LogLevel.INFO, { prefix: "mf" }),
+    handleRuntimeStdio(stdout, stderr) {
+      pipeLines(stdout, process.stdout);
+      pipeLines(stderr, process.stderr);
+    },
+  });
+  const url = await mf.ready;
+  const tmp = `${config.ready_file}.tmp`;
+  writeFileSync(tmp, JSON.stringify({ url: url.href, pid: process.pid }) + "\n");
+  renameSync(tmp, config.ready_file);
+  process.stdout.write(`miniflare-launcher: ${config.name} ready on ${url.href}\n`);
+} catch (err) {
+  process.stderr.write(`miniflare-launcher: cannot start ${config.name}: ${err?.stack ?? err}\n`);
+  if (mf) await mf.dispose().catch(() => {});
+  process.exit(1);
+}
+
+let stopping = false;
+async function shutdown(signal) {
+  if (stopping) return;
+  stopping = true;
+  process.stdout.write(`miniflare-launcher: ${signal}, stopping ${config.name}\n`);
+  try {
+    for (const server of relays) server.close();
+    await mf.dispose();
+  } finally {
+    process.exit(0);
+  }
+}
+process.on("SIGTERM", () => shutdown("SIGTERM"));
+process.on("SIGINT", () => shutdown("SIGINT"));
