@@ -12,6 +12,15 @@ from constructs import Construct
 from cdk.providers.generated import cloudflare
 
 
+def terraform_literal(text: str) -> str:
+    """Escape Terraform's template sequences so a JS bundle reaches the provider verbatim.
+
+    Terraform reads every JSON string as a template: `${` and `%{` in JavaScript would be taken as
+    interpolations and directives.
+    """
+    return text.replace("${", "$${").replace("%{", "%%{")
+
+
 @dataclass(frozen=True)
 class PostgresOrigin:
     """Where Hyperdrive connects: the branch endpoint's direct host and the owner role."""
@@ -76,12 +85,13 @@ class Worker(Construct):
         super().__init__(scope, id_)
         code = source.read_text()
         self.content_sha256 = hashlib.sha256(code.encode()).hexdigest()
+        self.module_name = source.name
         self.script = cloudflare.WorkersScript(
             self,
             "script",
             account_id=account_id,
             script_name=script_name,
-            content=code,
+            content=terraform_literal(code),
             main_module=source.name,
             compatibility_date=compatibility_date,
             compatibility_flags=["nodejs_compat"],

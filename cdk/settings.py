@@ -52,6 +52,7 @@ class Settings:
     compatibility_date: str = "2025-09-01"
     worker_dir: str = "worker"
     migrations_dir: str = "migrations"
+    target: Literal["local", "cloud"] = "local"
     backend: BackendSettings = field(default_factory=BackendSettings)
 
     @property
@@ -120,8 +121,13 @@ def load_settings(root: Path, environ: dict[str, str] | None = None) -> Settings
     fork_from = _get(neon, "fork_from", str, d.fork_from)
     if fork_from not in ("default", "owner-branch"):
         raise SettingsError(f'{SETTINGS_FILE}: neon.fork_from must be "default" or "owner-branch"')
+    target_table = data.get("target", {})
+    target = env.get("FORKSTAGE_TARGET") or _get(target_table, "kind", str, d.target)
+    if target not in ("local", "cloud"):
+        raise SettingsError(f'{SETTINGS_FILE}: target.kind must be "local" or "cloud"')
     settings = Settings(
         root=root,
+        target=cast(Literal["local", "cloud"], target),
         app=_get(app, "name", str, d.app),
         owner_stage=_get(stages, "owner", str, d.owner_stage),
         referencing=_get(stages, "referencing", tuple, d.referencing),

@@ -86,5 +86,13 @@ class Project:
         return app
 
     def provider_installation(self) -> str:
-        """The Terraform CLI config block that installs providers for this project's target."""
+        """The Terraform CLI config block that installs providers for this project's target.
+
+        The local target answers for the pinned Neon and Cloudflare sources with the offline
+        stand-ins; the cloud target lets Terraform install the real providers.
+        """
+        if self.settings.target == "local":
+            from forkstage.local.registry import provider_installation
+
+            return provider_installation(self.home)
         return ""

@@ -105,7 +105,8 @@ class StageRun:
         self.home = project.home
         self.reporter = reporter or Reporter(quiet=True)
         self.lock_timeout = lock_timeout
-        self.workdir = self.home / "work" / stage.name
+        # per target: a stand-in lock file must never meet a real provider run
+        self.workdir = self.home / "work" / self.settings.target / stage.name
         self.stack_dir = self.workdir / "stacks" / stage.stack_id
         self._env: dict[str, str] | None = None
         self._reader: StateReader | None = None

@@ -7,7 +7,7 @@
 // on SIGTERM/SIGINT.
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { createServer, connect } from "node:net";
+import net, { createServer, connect } from "node:net";
 import { createInterface } from "node:readline";
 
 function readConfig() {
@@ -87,7 +87,8 @@ async function relay(binding, target) {
   const host = origin.hostname.replace(/^\[|\]$/g, "");
   const port = Number(origin.port);
   const server = createServer((client) => {
-    const upstream = connect({ host, port });
+    const upstream = connect({ host, port, noDelay: true });
+    client.setNoDelay(true);
     let connected = false;
     client.pipe(upstream);
     upstream.pipe(client);
@@ -132,6 +133,15 @@ process.on("uncaughtException", (err) => {
   process.stderr.write(`miniflare-launcher: fatal: ${err?.stack ?? err}\n`);
   process.exit(1);
 });
+
+// Database traffic crosses two loopback proxies (Miniflare's, then ours); with Nagle's algorithm
+// on, a multi-packet result waits out the peer's delayed ACK (+40 ms per query). This process
+// only talks over loopback, so every socket it makes is NODELAY.
+const netCreateServer = net.createServer;
+net.createServer = (options, listener) =>
+  typeof options === "function" || options === undefined
+    ? netCreateServer({ noDelay: true }, options)
+    : netCreateServer({ noDelay: true, ...options }, listener);
 
 const require = createRequire(`${config.node_modules}/../package.json`);
 let mf;

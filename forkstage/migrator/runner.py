@@ -122,9 +122,15 @@ def edited_error(plan: Plan) -> EditedMigration:
 
 def connect(url: str, *, timeout: int = 15) -> Conn:
     check_url(url)
+    from forkstage.local.endpoints import connect_overrides
+
     try:
         return psycopg.connect(
-            url, autocommit=True, connect_timeout=timeout, application_name=APPLICATION_NAME
+            url,
+            autocommit=True,
+            connect_timeout=timeout,
+            application_name=APPLICATION_NAME,
+            **connect_overrides(url),
         )
     except psycopg.Error as exc:
         detail = scrub(" ".join(str(exc).split()), url)
