@@ -41,7 +41,7 @@ test: install  ## the whole test suite (what CI runs)
 	$(VENV)/bin/python -m pytest -q
 
 demo: install  ## the main job: the seed story on the embedded default backend
-	$(VENV)/bin/forkstage demo
+	$(PY) scripts/demo.py
 
 bench: install  ## benchmarks (print tables)
 	$(PY) bench/synth.py

@@ -26,6 +26,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("forkstage.commands.info", "outputs"),
     ("forkstage.commands.info", "summary"),
     ("forkstage.commands.info", "env_cmd"),
+    ("forkstage.commands.local", "local"),
     ("forkstage.commands.ci", "ci"),
     ("backend.cli", "backend"),
     ("forkstage.migrator.cli", "migrate"),

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -24,7 +25,7 @@ import psycopg
 import pytest
 
 from forkstage.local.postgres import Cluster, free_port
-from forkstage.local.workers import WorkerError, WorkerProcess, start_worker
+from forkstage.local.workers import WorkerError, WorkerProcess, start_worker, stop_pid_file
 
 pytest_plugins = ["tests.pgfixture"]
 
@@ -233,22 +234,38 @@ def test_two_workers_on_two_databases_are_isolated(app_db, workers, run_dir: Pat
     assert _call(staging, "/health")[1] == {"ok": True, "database": staging_db.name}
 
 
-def test_unreachable_database_fails_the_request_not_the_worker(workers, run_dir: Path) -> None:
-    port = free_port()  # nothing listens there
-    secret = quote(ROLE_PASSWORD, safe="")
-    down = AppDb("app", f"postgresql://app:{secret}@127.0.0.1:{port}/app")
-    worker = _serve(workers, run_dir, "api-down", down)
-    for _ in range(2):
+def test_database_restart_fails_requests_not_the_worker(workers, run_dir: Path) -> None:
+    # A private cluster: this test stops it under the running Worker.
+    base = Path(tempfile.mkdtemp(prefix="forkstage-wkpg-"))
+    base.chmod(0o711)
+    cluster = Cluster(base / "data", port=free_port(), password=ROLE_PASSWORD, fsync=False)
+    try:
+        cluster.init()
+        cluster.start()
+        with psycopg.connect(cluster.url(), autocommit=True) as conn:
+            conn.execute(MIGRATION.read_text().encode())
+        worker = _serve(workers, run_dir, "api-restart", AppDb("postgres", cluster.url()))
+        assert _call(worker, "/notes", "before the restart")[0] == 201
+
+        cluster.stop()
         status, body = _call(worker, "/health")
-        assert status == 500
-        assert body == {
-            "error": f"forkstage local HYPERDRIVE: database 127.0.0.1:{port} is not reachable "
-            "(ECONNREFUSED)"
-        }
+        assert (status, body) == (
+            500,
+            {
+                "error": f"forkstage local HYPERDRIVE: database 127.0.0.1:{cluster.port} "
+                "is not reachable (ECONNREFUSED)"
+            },
+        )
         assert worker.is_running()
-    worker.stop()
-    log = (run_dir / "api-down.log").read_text()
-    assert f"HYPERDRIVE: database 127.0.0.1:{port} is not reachable (ECONNREFUSED)" in log
+
+        cluster.start()
+        assert _call(worker, "/notes") == (200, [{"id": 1, "body": "before the restart"}])
+        worker.stop()
+    finally:
+        cluster.destroy()
+        shutil.rmtree(base, ignore_errors=True)
+    log = (run_dir / "api-restart.log").read_text()
+    assert f"HYPERDRIVE: database 127.0.0.1:{cluster.port} is not reachable (ECONNREFUSED)" in log
     for form in _secret_forms():
         assert form not in log
 
@@ -286,6 +303,28 @@ def test_attach_finds_a_running_worker_and_refuses_a_second_start(
     assert (
         WorkerProcess.attach(name="x", pid_path=worker.pid_path, log_path=worker.log_path) is None
     )
+
+
+def test_a_killed_launcher_leaves_workerd_that_the_next_start_ends(workers, run_dir: Path) -> None:
+    script = "export default { fetch() { return new Response('up'); } };"
+    first = _serve(workers, run_dir, "edge-crash", None, script=script)
+    orphan = [p for p in first.processes() if p != first.pid]
+    assert orphan
+    os.kill(first.pid, signal.SIGKILL)
+    first._reap()
+    assert not first.is_running()
+    assert all(_alive(p) for p in orphan)  # workerd outlives its launcher
+
+    second = _serve(workers, run_dir, "edge-crash", None, script=script)
+    assert [p for p in orphan if _alive(p)] == []
+    assert _call(second, "/") == (200, "up")
+
+    pids = second.processes()
+    os.kill(second.pid, signal.SIGKILL)
+    assert stop_pid_file(second.pid_path) is True
+    assert [p for p in pids if _alive(p)] == []
+    assert not second.pid_path.exists()
+    assert stop_pid_file(second.pid_path) is False
 
 
 def test_plain_bindings_and_outbound_network_is_loopback_only(workers, run_dir: Path) -> None:

@@ -127,7 +127,7 @@ const SOCKET_ERRORS = new Set([
 ]);
 process.on("uncaughtException", (err) => {
   if (SOCKET_ERRORS.has(err?.code)) {
-    process.stderr.write(`miniflare-launcher: database connection closed (${err.code})\n`);
+    process.stderr.write(`miniflare-launcher: a proxied connection closed (${err.code})\n`);
     return;
   }
   process.stderr.write(`miniflare-launcher: fatal: ${err?.stack ?? err}\n`);
@@ -136,7 +136,7 @@ process.on("uncaughtException", (err) => {
 
 // Database traffic crosses two loopback proxies (Miniflare's, then ours); with Nagle's algorithm
 // on, a multi-packet result waits out the peer's delayed ACK (+40 ms per query). This process
-// only talks over loopback, so every socket it makes is NODELAY.
+// only serves loopback, so every server in it (Miniflare's proxy included) accepts NODELAY sockets.
 const netCreateServer = net.createServer;
 net.createServer = (options, listener) =>
   typeof options === "function" || options === undefined

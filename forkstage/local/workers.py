@@ -75,6 +75,35 @@ def _is_launcher(pid: int) -> bool:
     return state != "Z" and LAUNCHER.name.encode() in cmdline
 
 
+def _ours(pid: int) -> bool:
+    """A launcher or the workerd one spawned (checked before killing a stale pid file's group)."""
+    try:
+        argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return LAUNCHER.name.encode() in b" ".join(argv0) or Path(argv0[0].decode()).name == "workerd"
+
+
+def stop_pid_file(pid_path: Path) -> bool:
+    """Stop whatever of a Worker still runs under this pid file; False when nothing did.
+
+    Unlike ``WorkerProcess.attach(...).stop()`` this also ends a workerd whose launcher was
+    killed with SIGKILL (it outlives it). Only processes that are a launcher or a workerd are
+    touched, in case the pid was reused.
+    """
+    try:
+        pid = int(pid_path.read_text().strip())
+    except (OSError, ValueError):
+        return False
+    members = _group_members(pid)
+    stopped = bool(members) and all(_ours(m) for m in members)
+    if stopped:
+        WorkerProcess(name="", pid=pid, url="", pid_path=pid_path, log_path=Path()).stop()
+    pid_path.unlink(missing_ok=True)
+    _ready_file(pid_path).unlink(missing_ok=True)
+    return stopped
+
+
 def _answers(url: str, timeout: float) -> bool:
     """Any HTTP status means workerd serves; only connection errors mean not yet."""
     try:
@@ -248,6 +277,7 @@ def start_worker(
         raise WorkerError(
             f"Worker {name} already runs (pid {existing.pid}, {existing.url}): stop it first"
         )
+    stop_pid_file(pid_path)  # leftovers of a launcher that was killed
     ready_file = _ready_file(pid_path)
     ready_file.unlink(missing_ok=True)
     pid_path.parent.mkdir(parents=True, exist_ok=True)
