@@ -89,9 +89,8 @@ def main() -> None:
     assert after == staging_rows, (after, staging_rows)
     serial = {r["stage"]: r["serial"] for r in json.loads(fs("stages", "--json", capture=True))}
     before = {r["stage"]: r["serial"] for r in staging_serial}
-    print(
-        f"staging rows: {after} (unchanged); state serial {before['staging']} -> {serial['staging']}"
-    )
+    print(f"staging rows: {after} (unchanged)")
+    print(f"staging state serial: {before['staging']} -> {serial['staging']}")
     fs("stages")
 
     if "--keep" not in sys.argv:

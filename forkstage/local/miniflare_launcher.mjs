@@ -84,7 +84,9 @@ function errorResponse(message) {
 
 async function relay(binding, target) {
   const origin = new URL(target);
-  const host = origin.hostname.replace(/^\[|\]$/g, "");
+  // Local clusters listen on 127.0.0.1 only; "localhost" may resolve to ::1 first.
+  const named = origin.hostname.replace(/^\[|\]$/g, "");
+  const host = named === "localhost" ? "127.0.0.1" : named;
   const port = Number(origin.port);
   const server = createServer((client) => {
     const upstream = connect({ host, port, noDelay: true });

@@ -53,7 +53,8 @@ def url_from_state(state: dict[str, Any], *, sslmode: str = "require") -> str | 
     port = endpoint.get("port") or 5432
     if ":" in host:
         host, port = host.rsplit(":", 1)
-    return f"postgresql://{role}:{secret}@{host}:{port}/{quote(str(database), safe='')}?sslmode={sslmode}"
+    name = quote(str(database), safe="")
+    return f"postgresql://{role}:{secret}@{host}:{port}/{name}?sslmode={sslmode}"
 
 
 def resolve_stage_database_url(stage: str, environ: Mapping[str, str] | None = None) -> str:
