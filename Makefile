@@ -47,10 +47,13 @@ bench: install  ## benchmarks (print tables)
 	$(PY) bench/synth.py
 	$(PY) bench/state_server.py
 
+worker: install  ## rebuild the example Worker bundle (commit worker/dist/index.js)
+	node scripts/build-worker.mjs
+
 generate: install  ## regenerate typed provider bindings from the schema snapshots
 	$(PY) -m cdk.providers.codegen
 
 clean:  ## remove build and runtime output
 	rm -rf cdktf.out .forkstage $(STAMP)
 
-.PHONY: help install lint test demo bench generate clean
+.PHONY: help install lint test demo bench generate worker clean

@@ -42,6 +42,7 @@ class RunResult:
     phases: dict[str, float] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
     owner_serial: dict[str, int | None] = field(default_factory=dict)
+    changes: list[dict[str, str]] = field(default_factory=list)
     finished_at: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -85,6 +86,30 @@ def change_summary(stdout: str) -> dict[str, int]:
         changes = event.get("changes") or {}
         counts = {k: int(changes.get(k, 0)) for k in counts}
     return counts
+
+
+def planned_changes(stdout: str) -> list[dict[str, str]]:
+    """Managed-resource ``planned_change`` events of ``plan``/``apply -json``."""
+    changes = []
+    for line in stdout.splitlines():
+        if '"planned_change"' not in line:
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        change = event.get("change") or {}
+        resource = change.get("resource") or {}
+        if resource.get("mode") == "data" or str(resource.get("addr", "")).startswith("data."):
+            continue  # reads of data sources are not changes
+        changes.append(
+            {
+                "address": str(resource.get("addr", "")),
+                "type": str(resource.get("resource_type", "")),
+                "action": str(change.get("action", "")),
+            }
+        )
+    return sorted(changes, key=lambda c: c["address"])
 
 
 class StageRun:
@@ -263,6 +288,7 @@ class StageRun:
         self._check(proc, "apply")
         counts = change_summary(proc.stdout)
         result = self._result("deploy", started, counts)
+        result.changes = planned_changes(proc.stdout)
         result.outputs = self.outputs()
         self.record(result)
         return result
@@ -278,7 +304,9 @@ class StageRun:
                 "plan", "-input=false", "-json", f"-lock-timeout={self.lock_timeout}"
             )
         self._check(proc, "plan")
-        return self._result("plan", started, change_summary(proc.stdout))
+        result = self._result("plan", started, change_summary(proc.stdout))
+        result.changes = planned_changes(proc.stdout)
+        return result
 
     def destroy(self, *, force: bool = False) -> RunResult:
         started = time.perf_counter()

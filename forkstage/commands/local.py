@@ -68,19 +68,10 @@ def serve_stage_worker(project: Project, stage: str, *, port: int = 0) -> Any:
 
 
 def stop_workers(home: Path) -> list[str]:
-    from forkstage.local.workers import WorkerProcess
+    """Stop every Worker of this home, leftover workerd processes included."""
+    from forkstage.local.workers import stop_pid_file
 
-    stopped = []
-    for pid_path in sorted((home / "workers").glob("*.pid")):
-        stage = pid_path.stem
-        worker = WorkerProcess.attach(
-            name=stage, pid_path=pid_path, log_path=_worker_files(home, stage)[1]
-        )
-        if worker is not None:
-            worker.stop()
-            stopped.append(stage)
-        pid_path.unlink(missing_ok=True)
-    return stopped
+    return [p.stem for p in sorted((home / "workers").glob("*.pid")) if stop_pid_file(p)]
 
 
 @click.group()

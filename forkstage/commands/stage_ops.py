@@ -49,6 +49,9 @@ def _report(result: RunResult, as_json: bool, reporter: Reporter) -> None:
     if result.owner_serial:
         before, after = result.owner_serial["before"], result.owner_serial["after"]
         click.echo(f"owner state serial unchanged: {before} -> {after}")
+    if result.operation == "plan":
+        for change in result.changes:
+            click.echo(f"  {change['action']:<8} {change['address']}")
     for name, value in sorted(result.outputs.items()):
         click.echo(f"  {name} = {value}")
 
