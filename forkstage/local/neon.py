@@ -287,6 +287,41 @@ def _port_free(port: int) -> bool:
     return True
 
 
+def _server_can_enter(path: Path) -> bool:
+    """Whether PostgreSQL's server user (root runs it as ``postgres``) can reach ``path``."""
+    if os.geteuid() != 0:
+        return True
+    try:
+        account = pwd.getpwnam("postgres")
+    except KeyError:
+        return True
+    for parent in [path, *path.parents]:
+        if not parent.exists():
+            continue
+        st = parent.stat()
+        if st.st_uid == account.pw_uid:
+            bit = 0o100
+        elif st.st_gid == account.pw_gid:
+            bit = 0o010
+        else:
+            bit = 0o001
+        if not st.st_mode & bit:
+            return False
+    return True
+
+
+def branches_root(root: Path) -> Path:
+    """Where branch data lives: under the home, unless PostgreSQL's user cannot enter it.
+
+    A project under /root (mode 0700) would otherwise have no local cloud when run as root; its
+    branch data then goes to /var/tmp (kept across reboots), in a folder named after the home.
+    """
+    if _server_can_enter(root):
+        return root / "branches"
+    digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+    return Path("/var/tmp") / f"forkstage-neon-{digest}" / "branches"
+
+
 def _dir_size(path: Path) -> int:
     total = 0
     for root, _dirs, files in os.walk(path):
@@ -302,6 +337,7 @@ class ControlPlane:
     def __init__(self, home: Path, *, fsync: bool = False) -> None:
         self.root = Path(home) / "local" / "neon"
         self.fsync = fsync
+        self.branches_root = branches_root(self.root)
         self._held = threading.local()
 
     # -- storage -------------------------------------------------------------------------------
@@ -310,7 +346,7 @@ class ControlPlane:
         return self.root / "state.json"
 
     def branch_dir(self, branch_id: str) -> Path:
-        return self.root / "branches" / branch_id
+        return self.branches_root / branch_id
 
     def data_dir(self, branch_id: str) -> Path:
         return self.branch_dir(branch_id) / "pgdata"
@@ -800,7 +836,7 @@ class ControlPlane:
             return
         # Nothing recorded changes: endpoints wake on their next read, or with start_all().
         with self._locked(write=False):
-            for data_dir in sorted((self.root / "branches").glob("*/pgdata")):
+            for data_dir in sorted(self.branches_root.glob("*/pgdata")):
                 branch_id = data_dir.parent.name
                 cluster = Cluster(data_dir, port=5432, socket_dir=self._socket_dir(branch_id))
                 cluster.stop("fast")
