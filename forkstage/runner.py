@@ -286,12 +286,38 @@ class StageRun:
                 f"-lock-timeout={self.lock_timeout}",
             )
         self._check(proc, "apply")
+        worker_url = self.serve_local_worker()
         counts = change_summary(proc.stdout)
         result = self._result("deploy", started, counts)
         result.changes = planned_changes(proc.stdout)
         result.outputs = self.outputs()
+        if worker_url:
+            result.outputs["worker_url"] = worker_url
         self.record(result)
         return result
+
+    # -- the local cloud serves a stage's Worker while the stage is up -------------------------
+    def _local_worker_has_a_bundle(self) -> bool:
+        state = self.reader.state(self.stage.name)
+        return bool(state and state.public_outputs().get("worker_name"))
+
+    def serve_local_worker(self) -> str | None:
+        """(Re)start the stage's Worker on the local target, so a deploy ends with a live URL."""
+        if self.settings.target != "local" or not self._local_worker_has_a_bundle():
+            return None
+        from forkstage.commands.local import serve_stage_worker, stop_stage_worker
+
+        with self.reporter.phase("worker", "worker ready"):
+            stop_stage_worker(self.home, self.stage.name)  # new code or bindings: start afresh
+            worker = serve_stage_worker(self.project, self.stage.name)
+        return str(worker.url).rstrip("/")
+
+    def stop_local_worker(self) -> None:
+        if self.settings.target != "local":
+            return
+        from forkstage.commands.local import stop_stage_worker
+
+        stop_stage_worker(self.home, self.stage.name)
 
     def plan(self) -> RunResult:
         started = time.perf_counter()
@@ -317,6 +343,7 @@ class StageRun:
                 f"stage {self.stage.name} has no state in the backend: nothing to destroy"
             )
         before = self.owner_serial()
+        self.stop_local_worker()
         self.synth()
         self.init()
         plan_file = "destroy.tfplan"
@@ -390,10 +417,13 @@ class StageRun:
         with self.reporter.phase("apply", "cdktf deploy"):
             proc = self.cdktf("deploy")
         self._check(proc, "cdktf deploy")
+        worker_url = self.serve_local_worker()
         after = self._resources()
         counts = {"add": max(after - before, 0), "change": 0, "remove": max(before - after, 0)}
         result = self._result("deploy", started, counts)
         result.outputs = self.outputs()
+        if worker_url:
+            result.outputs["worker_url"] = worker_url
         self.record(result)
         return result
 
@@ -406,6 +436,7 @@ class StageRun:
                 f"stage {self.stage.name} has no state in the backend: nothing to destroy"
             )
         before_serial = self.owner_serial()
+        self.stop_local_worker()
         self.synth()
         self.init()
         with self.reporter.phase("plan", "destroy plan"):

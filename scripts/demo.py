@@ -54,13 +54,17 @@ def rows(stage: str) -> list[tuple[int, str]]:
         ]
 
 
+def project_home() -> Path:
+    from forkstage.engine import forkstage_home
+
+    return forkstage_home(REPO)
+
+
 def main() -> None:
     os.chdir(REPO)
     sys.path.insert(0, str(REPO))
-    from forkstage.commands.local import serve_stage_worker
-    from forkstage.context import Project
+    from forkstage.local.neon import ControlPlane
 
-    project = Project.load()
     step("deploy staging: owns the Neon project; its branch runs the migrations (with seed rows)")
     fs("deploy", "--stage", "staging")
     staging_serial = json.loads(fs("stages", "--json", capture=True))
@@ -73,18 +77,33 @@ def main() -> None:
     fs("migrations", "--stage", "pr-147")
 
     step("call pr-147's Worker (Miniflare, Hyperdrive binding -> pr-147's branch)")
-    worker = serve_stage_worker(project, "pr-147")
-    base = worker.url.rstrip("/")
-    try:
-        print(f"GET  {base}/notes ->", http("GET", f"{base}/notes"))
-        print(f"POST {base}/notes ->", http("POST", f"{base}/notes", "written by pr-147"))
-        print(f"GET  {base}/notes ->", http("GET", f"{base}/notes"))
-    finally:
-        worker.stop()
-    print(f"staging rows (unchanged): {rows('staging')}")
+    base = json.loads(fs("outputs", "--stage", "pr-147", "--json", capture=True))["worker_url"]
+    print(f"GET  {base}/notes ->", http("GET", f"{base}/notes"))
+    print(f"POST {base}/notes ->", http("POST", f"{base}/notes", "written by pr-147"))
+    print(f"GET  {base}/notes ->", http("GET", f"{base}/notes"))
+    staging_url = json.loads(fs("outputs", "--stage", "staging", "--json", capture=True))[
+        "worker_url"
+    ]
+    print(
+        f"POST {staging_url}/notes (staging) ->",
+        http("POST", f"{staging_url}/notes", "written by staging"),
+    )
+    seen = [n["body"] for n in http("GET", f"{base}/notes")]  # type: ignore[union-attr]
+    assert "written by staging" not in seen, seen
+    print(f"pr-147 does not see staging's write: {seen}")
+    staging_rows = rows("staging")
+    assert all(body != "written by pr-147" for _, body in staging_rows), staging_rows
+    print(f"staging rows (without pr-147's write): {rows('staging')}")
 
     step("destroy pr-147: its branch, endpoint, Hyperdrive and Worker go; the project stays")
+    pr_branch = json.loads(fs("outputs", "--stage", "pr-147", "--json", capture=True))[
+        "neon_branch_id"
+    ]
     fs("destroy", "--stage", "pr-147")
+    plane = ControlPlane(project_home())
+    assert all(e.branch_id != pr_branch for e in plane.endpoints())
+    assert not plane.branch_dir(pr_branch).exists()
+    print(f"pr-147's endpoint is stopped and its branch data ({pr_branch}) removed")
     after = rows("staging")
     assert after == staging_rows, (after, staging_rows)
     serial = {r["stage"]: r["serial"] for r in json.loads(fs("stages", "--json", capture=True))}

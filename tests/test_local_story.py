@@ -39,8 +39,13 @@ def test_demo_story_end_to_end() -> None:
     seed = "Hello from forkstage: this note lives in the branch database."
     assert f"staging rows: [(1, '{seed}')]" in out
     assert "'body': 'written by pr-147'" in out
-    assert f"staging rows (unchanged): [(1, '{seed}')]" in out
+    assert "pr-147 does not see staging's write" in out
+    assert (
+        f"staging rows (without pr-147's write): [(1, '{seed}'), (2, 'written by staging')]" in out
+    )
+    assert "pr-147's endpoint is stopped and its branch data" in out
     assert "owner state serial unchanged" in out
+    assert "worker ready" in proc.stderr
     # no process of this home survives, and no branch data is left
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
     assert str(home) not in ps

@@ -95,7 +95,14 @@ def _outputs(project: Project, stage: str) -> dict[str, Any]:
     state = _reader(project).state(stage)
     if state is None:
         raise BadInput(f"stage {stage} is not deployed: forkstage deploy --stage {stage}")
-    return state.public_outputs()
+    values = state.public_outputs()
+    if project.settings.target == "local":
+        from forkstage.commands.local import running_worker_url
+
+        url = running_worker_url(project.home, stage)
+        if url:
+            values["worker_url"] = url
+    return values
 
 
 @click.command()

@@ -67,6 +67,22 @@ def serve_stage_worker(project: Project, stage: str, *, port: int = 0) -> Any:
     )
 
 
+def running_worker_url(home: Path, stage: str) -> str | None:
+    """The URL of the stage's Worker if the local cloud serves it now."""
+    from forkstage.local.workers import WorkerProcess
+
+    pid_path, log_path = _worker_files(home, stage)
+    worker = WorkerProcess.attach(name=stage, pid_path=pid_path, log_path=log_path)
+    return str(worker.url).rstrip("/") if worker is not None else None
+
+
+def stop_stage_worker(home: Path, stage: str) -> bool:
+    """Stop one stage's Worker (and a workerd its launcher left behind)."""
+    from forkstage.local.workers import stop_pid_file
+
+    return stop_pid_file(_worker_files(home, stage)[0])
+
+
 def stop_workers(home: Path) -> list[str]:
     """Stop every Worker of this home, leftover workerd processes included."""
     from forkstage.local.workers import stop_pid_file
@@ -84,11 +100,12 @@ def local() -> None:
 
 @local.command()
 def up() -> None:
-    """Start the state server and every deployed endpoint (e.g. after a reboot).
+    """Start the state server, every deployed endpoint and Worker (e.g. after a reboot).
 
     Example: forkstage local up
     """
     from forkstage.local.neon import ControlPlane
+    from forkstage.state import StateReader
 
     project = Project.load()
     embedded.ensure_running(project.settings.backend, project.home)
@@ -97,6 +114,12 @@ def up() -> None:
     click.echo(f"state server: {project.settings.backend.endpoint}")
     for endpoint in plane.endpoints():
         click.echo(f"endpoint {endpoint.host} -> 127.0.0.1:{endpoint.port}")
+    reader = StateReader(project.settings.backend, project.home)
+    for stage in reader.stages():
+        state = reader.state(stage)
+        if state is not None and state.public_outputs().get("worker_name"):
+            worker = serve_stage_worker(project, stage)
+            click.echo(f"worker {stage} -> {str(worker.url).rstrip('/')}")
 
 
 @local.command()
