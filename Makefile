@@ -46,6 +46,7 @@ demo: install  ## the main job: the seed story on the embedded default backend
 bench: install  ## benchmarks (print tables)
 	$(PY) bench/synth.py
 	$(PY) bench/state_server.py
+	$(PY) bench/preview.py
 
 worker: install  ## rebuild the example Worker bundle (commit worker/dist/index.js)
 	node scripts/build-worker.mjs

@@ -34,24 +34,30 @@ def common_options(func: F) -> F:
     return stage_option(func)
 
 
+ACTION_COLORS = {"create": "green", "update": "yellow", "delete": "red", "replace": "magenta"}
+
+
 def _report(result: RunResult, as_json: bool, reporter: Reporter) -> None:
+    """One summary line, the owner's unchanged serial, planned changes, outputs.
+
+    Colors only on a terminal (click drops them when stdout is not a TTY).
+    """
     if as_json:
         click.echo(json.dumps(result.to_json(), sort_keys=True))
         return
     verb = {"deploy": "deployed", "destroy": "destroyed", "plan": "planned"}[result.operation]
-    click.echo(
-        f"{verb} {result.stage}: {result.added} to add, {result.changed} to change, "
-        f"{result.destroyed} to destroy ({result.seconds:.1f}s)"
-        if result.operation == "plan"
-        else f"{verb} {result.stage}: {result.added} added, {result.changed} changed, "
-        f"{result.destroyed} destroyed ({result.seconds:.1f}s)"
-    )
+    if result.operation == "plan":
+        counts = f"{result.added} to add, {result.changed} to change, {result.destroyed} to destroy"
+    else:
+        counts = f"{result.added} added, {result.changed} changed, {result.destroyed} destroyed"
+    click.secho(f"{verb} {result.stage}: {counts} ({result.seconds:.1f}s)", fg="green", bold=True)
     if result.owner_serial:
         before, after = result.owner_serial["before"], result.owner_serial["after"]
-        click.echo(f"owner state serial unchanged: {before} -> {after}")
+        click.secho(f"owner state serial unchanged: {before} -> {after}", fg="cyan")
     if result.operation == "plan":
         for change in result.changes:
-            click.echo(f"  {change['action']:<8} {change['address']}")
+            color = ACTION_COLORS.get(change["action"])
+            click.secho(f"  {change['action']:<8} {change['address']}", fg=color)
     for name, value in sorted(result.outputs.items()):
         click.echo(f"  {name} = {value}")
 
