@@ -179,6 +179,15 @@ def summary(stage: str, fmt: str) -> None:
         click.echo(f"| {label} | `{value}` |")
     click.echo("")
     click.echo(f"Last run — {change}")
+    changes = [c for c in run.get("changes", []) if c.get("action") != "no-op"]
+    if changes:
+        click.echo("")
+        click.echo("<details><summary>Changes</summary>")
+        click.echo("")
+        for item in changes:
+            click.echo(f"- {item['action']} `{item['address']}`")
+        click.echo("")
+        click.echo("</details>")
 
 
 @click.command(name="env")
