@@ -80,6 +80,13 @@ def test_preview_flow(box: Sandbox) -> None:
     assert rows["staging"]["kind"] == "owner" and rows["pr-148"]["kind"] == "referencing"
     assert rows["pr-148"]["owner"] == "staging" and rows["pr-148"]["resources"] == 2
 
+    summary = box.forkstage("summary", "--stage", "pr-148", "--format", "markdown")
+    assert summary.returncode == 0, summary.stderr
+    lines = summary.stdout.splitlines()
+    assert lines[:2] == ["<!-- forkstage:pr-148 -->", "### Preview `pr-148`"]
+    assert "Last run — deploy: 2 created, 0 changed, 0 destroyed in " in summary.stdout
+    assert "- create `terraform_data.branch`" in lines
+
 
 def test_lock_holder_is_named_and_state_stays_consistent(box: Sandbox) -> None:
     key = "env:/pr-148/forkstage/terraform.tfstate.tflock"
@@ -184,10 +191,26 @@ def test_plain_cdktf_in_the_wrong_workspace_is_stopped_by_the_guard(box: Sandbox
     assert box.object_keys() == keys_before
 
 
+def test_prune_destroys_closed_previews_only(box: Sandbox) -> None:
+    dry = box.forkstage("prune", "--open", "pr-148", "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout) == [{"destroyed": False, "reason": "closed", "stage": "pr-151"}]
+    assert "pr-151" in {r["stage"] for r in json.loads(box.forkstage("stages", "--json").stdout)}
+
+    proc = box.forkstage("prune", "--open", "pr-148")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "destroyed pr-151 (closed)\n"
+    left = {r["stage"] for r in json.loads(box.forkstage("stages", "--json").stdout)}
+    assert left == {"staging", "pr-148"}
+
+    bad = box.forkstage("prune")
+    assert bad.returncode == 2
+    assert "say what to prune: --older-than DURATION and/or --open pr-1,pr-2" in bad.stderr
+
+
 def test_cleanup_in_order(box: Sandbox) -> None:
-    for stage in ("pr-148", "pr-151"):
-        proc = box.forkstage("destroy", "--stage", stage)
-        assert proc.returncode == 0, proc.stderr
+    proc = box.forkstage("destroy", "--stage", "pr-148")
+    assert proc.returncode == 0, proc.stderr
     proc = box.forkstage("destroy", "--stage", "staging")
     assert proc.returncode == 0, proc.stderr
     assert [k for k in box.object_keys() if k.startswith("env:/")] == []
