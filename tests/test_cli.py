@@ -76,3 +76,12 @@ def test_help_documents_exit_codes() -> None:
         "Exit codes: 0 ok, 1 the operation failed, 2 bad usage or input, 3 refused by"
         in result.output
     )
+
+
+def test_prune_rejects_a_bad_duration_before_touching_anything(in_repo: Path) -> None:
+    result = CliRunner().invoke(main, ["prune", "--older-than", "7x"])
+    assert result.exit_code == 2
+    assert result.output.endswith(
+        "Error: Invalid value: '7x' is not a duration: use e.g. 30m, 12h or 7d\n"
+    )
+    assert not (in_repo / "home").exists()
