@@ -112,6 +112,32 @@ def planned_changes(stdout: str) -> list[dict[str, str]]:
     return sorted(changes, key=lambda c: c["address"])
 
 
+def apply_seconds(stdout: str, address_prefix: str) -> float | None:
+    """Wall time between ``apply_start`` and ``apply_complete`` of matching resources."""
+    from datetime import datetime
+
+    starts: dict[str, datetime] = {}
+    total = 0.0
+    found = False
+    for line in stdout.splitlines():
+        if '"apply_' not in line:
+            continue
+        try:
+            event = json.loads(line)
+            addr = str(event["hook"]["resource"]["addr"])
+            moment = datetime.fromisoformat(str(event["@timestamp"]).replace("Z", "+00:00"))
+        except (ValueError, KeyError, TypeError):
+            continue
+        if not addr.startswith(address_prefix):
+            continue
+        if event.get("type") == "apply_start":
+            starts[addr] = moment
+        elif event.get("type") == "apply_complete" and addr in starts:
+            total += (moment - starts.pop(addr)).total_seconds()
+            found = True
+    return total if found else None
+
+
 class StageRun:
     """One stage's Terraform runs, with everything they need prepared once."""
 
@@ -286,6 +312,9 @@ class StageRun:
                 f"-lock-timeout={self.lock_timeout}",
             )
         self._check(proc, "apply")
+        migrations = apply_seconds(proc.stdout, "terraform_data.migrations")
+        if migrations is not None:
+            self.reporter.phases["migrations"] = migrations  # part of the apply, shown apart
         worker_url = self.serve_local_worker()
         counts = change_summary(proc.stdout)
         result = self._result("deploy", started, counts)
@@ -347,19 +376,7 @@ class StageRun:
         self.synth()
         self.init()
         plan_file = "destroy.tfplan"
-        with self.reporter.phase("plan", "destroy plan"):
-            proc = self.terraform(
-                "plan",
-                "-destroy",
-                "-input=false",
-                "-json",
-                f"-out={plan_file}",
-                f"-lock-timeout={self.lock_timeout}",
-            )
-            self._check(proc, "destroy plan")
-            shown = self.terraform("show", "-json", plan_file)
-            self._check(shown, "show")
-        self.check_destroy_plan(json.loads(shown.stdout))
+        changes = self.destroy_plan(plan_file)
         with self.reporter.phase("apply", "terraform destroy"):
             proc = self.terraform(
                 "apply", "-input=false", "-json", f"-lock-timeout={self.lock_timeout}", plan_file
@@ -368,6 +385,7 @@ class StageRun:
         (self.stack_dir / plan_file).unlink(missing_ok=True)
         self.delete_workspace()
         result = self._result("destroy", started, change_summary(proc.stdout))
+        result.changes = changes
         self._confirm_owner_untouched(result, before)
         self.record(result)
         return result
@@ -439,13 +457,9 @@ class StageRun:
         self.stop_local_worker()
         self.synth()
         self.init()
-        with self.reporter.phase("plan", "destroy plan"):
-            proc = self.terraform("plan", "-destroy", "-input=false", "-out=destroy.tfplan")
-            self._check(proc, "destroy plan")
-            shown = self.terraform("show", "-json", "destroy.tfplan")
-            self._check(shown, "show")
+        # checked before cdktf-cli runs its own (unchecked) destroy
+        self.destroy_plan("destroy.tfplan")
         (self.stack_dir / "destroy.tfplan").unlink(missing_ok=True)
-        self.check_destroy_plan(json.loads(shown.stdout))
         before = self._resources()
         with self.reporter.phase("apply", "cdktf destroy"):
             proc = self.cdktf("destroy")
@@ -480,20 +494,38 @@ class StageRun:
                 f"{self.stage.name} (serial {before} -> {after})"
             )
 
-    def check_destroy_plan(self, plan: dict[str, Any]) -> None:
+    def destroy_plan(self, plan_file: str) -> list[dict[str, str]]:
+        """Plan the destroy into ``plan_file`` and return its changes, checked.
+
+        No refresh: whatever is already gone is dropped from state by the providers, and the
+        check reads the plan's own ``planned_change`` events (no extra ``show -json``).
+        """
+        with self.reporter.phase("plan", "destroy plan"):
+            proc = self.terraform(
+                "plan",
+                "-destroy",
+                "-refresh=false",
+                "-input=false",
+                "-json",
+                f"-out={plan_file}",
+                f"-lock-timeout={self.lock_timeout}",
+            )
+        self._check(proc, "destroy plan")
+        changes = planned_changes(proc.stdout)
+        self.check_destroy_plan(changes)
+        return changes
+
+    def check_destroy_plan(self, changes: list[dict[str, str]]) -> None:
         """The destroy plan may only delete this stage's own resources."""
-        for change in plan.get("resource_changes", []):
-            actions = set(change.get("change", {}).get("actions", []))
-            if change.get("mode") != "managed" or actions <= {"no-op", "read"}:
-                continue
-            if actions != {"delete"}:
+        for change in changes:
+            if change["action"] != "delete":
                 raise Failed(
-                    f"destroy plan for {self.stage.name} would {'/'.join(sorted(actions))} "
-                    f"{change.get('address')}: refusing"
+                    f"destroy plan for {self.stage.name} would {change['action']} "
+                    f"{change['address']}: refusing"
                 )
-            if self.stage.is_referencing and change.get("type") in OWNER_ONLY_TYPES:
+            if self.stage.is_referencing and change["type"] in OWNER_ONLY_TYPES:
                 raise Failed(
-                    f"destroy plan for {self.stage.name} would delete {change.get('address')}, "
+                    f"destroy plan for {self.stage.name} would delete {change['address']}, "
                     f"which belongs to {self.stage.owner}: refusing"
                 )
 

@@ -65,7 +65,9 @@ def launcher_path(home: Path, pin: ProviderPin) -> Path:
 
 
 def launcher_text(module: str, python: str | None = None) -> str:
-    interpreter = python or sys.executable  # not resolved: a venv's python is a symlink
+    # sys.prefix/bin/python, not sys.executable: `python` and `python3` of one venv must write
+    # the same bytes (Terraform pins the launcher's hash); not resolved: it is a venv symlink
+    interpreter = python or str(Path(sys.prefix) / "bin" / "python")
     quoted = "'" + interpreter.replace("'", "'\"'\"'") + "'"
     return f'#!/bin/sh\nexec {quoted} -m {module} "$@"\n'
 
