@@ -6,54 +6,21 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
 
-from tests.wrapper_env import REPO, free_port
+from tests.local_env import LocalCloud
+from tests.wrapper_env import REPO
 
 pytestmark = pytest.mark.slow
-BIN = Path(sys.executable).parent
-
-
-class Local:
-    def __init__(self) -> None:
-        self.home = Path(tempfile.mkdtemp(prefix="forkstage-stack-", dir="/tmp"))
-        self.home.chmod(0o755)  # PostgreSQL runs as the postgres user and must enter it
-        self.endpoint = f"http://127.0.0.1:{free_port()}"
-
-    def env(self) -> dict[str, str]:
-        env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("FORKSTAGE_", "AWS_", "TF_"))
-        }
-        env.update(
-            FORKSTAGE_HOME=str(self.home),
-            FORKSTAGE_BACKEND_ENDPOINT=self.endpoint,
-            PATH=f"{BIN}{os.pathsep}{env['PATH']}",
-        )
-        return env
-
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(BIN / "forkstage"), *args], cwd=REPO, env=self.env(), text=True,
-            capture_output=True, timeout=300, check=False, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-
-    def ok(self, *args: str) -> str:
-        proc = self.run(*args)
-        assert proc.returncode == 0, (args, proc.stdout[-2000:], proc.stderr[-3000:])
-        return proc.stdout
 
 
 @pytest.fixture(scope="module")
-def local() -> Iterator[Local]:
-    box = Local()
+def local() -> Iterator[LocalCloud]:
+    box = LocalCloud("forkstage-stack-")
     try:
         yield box
     finally:
@@ -62,7 +29,7 @@ def local() -> Iterator[Local]:
         box.run("local", "down")
 
 
-def test_every_stage_kind_plans_against_the_standins(local: Local) -> None:
+def test_every_stage_kind_plans_against_the_standins(local: LocalCloud) -> None:
     for stage in ("staging", "prod", "dev_sam"):
         plan = json.loads(local.ok("plan", "--stage", stage, "--json"))
         types = {c["type"] for c in plan["changes"]}
@@ -71,7 +38,7 @@ def test_every_stage_kind_plans_against_the_standins(local: Local) -> None:
 
 
 def test_pr_plan_creates_only_its_own_resources(
-    local: Local, monkeypatch: pytest.MonkeyPatch
+    local: LocalCloud, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     local.ok("deploy", "--stage", "staging")
     plan = json.loads(local.ok("plan", "--stage", "pr-301", "--json"))
@@ -87,7 +54,9 @@ def test_pr_plan_creates_only_its_own_resources(
     assert any(c["address"].startswith("terraform_data.migrations") for c in plan["changes"])
 
 
-def _url(local: Local, stage: str, monkeypatch: pytest.MonkeyPatch) -> tuple[str, dict[str, str]]:
+def _url(
+    local: LocalCloud, stage: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[str, dict[str, str]]:
     from forkstage.local.endpoints import connect_overrides
     from forkstage.migrator.stage import resolve_stage_database_url
 
@@ -99,7 +68,7 @@ def _url(local: Local, stage: str, monkeypatch: pytest.MonkeyPatch) -> tuple[str
 
 
 def test_killed_endpoint_comes_back_with_its_data(
-    local: Local, monkeypatch: pytest.MonkeyPatch
+    local: LocalCloud, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from forkstage.local.neon import ControlPlane
 
