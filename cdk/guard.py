@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from cdktf import DataResource, TerraformElement
+from cdktf import TerraformElement
 from constructs import Construct
+
+from cdk.terraform_data import TerraformData
 
 
 def workspace_condition(workspace: str) -> dict[str, str]:
@@ -30,7 +32,7 @@ class WorkspaceGuard(Construct):
     def __init__(self, scope: Construct, id_: str, *, workspace: str) -> None:
         super().__init__(scope, id_)
         self.workspace = workspace
-        self.resource = DataResource(self, "guard", input={"workspace": workspace})
+        self.resource = TerraformData(self, "guard", input_={"workspace": workspace})
         self.resource.override_logical_id("workspace_guard")
         self.protect(self.resource)
 

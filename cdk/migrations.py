@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from cdktf import (
     AssetType,
@@ -24,9 +23,10 @@ from cdktf import (
     ITerraformDependable,
     LocalExecProvisioner,
     TerraformAsset,
-    TerraformResource,
 )
 from constructs import Construct
+
+from cdk.terraform_data import TerraformData
 
 URL_ENV = "FORKSTAGE_MIGRATE_DATABASE_URL"
 
@@ -56,31 +56,6 @@ def _url_part(value: str) -> str:
     password part of a URL; a literal "+" comes out as %2B, so every "+" left is a space.
     """
     return Fn.replace(Fn.urlencode(value), "+", "%20")
-
-
-class _TerraformData(TerraformResource):
-    """Terraform's builtin ``terraform_data`` (cdktf 0.21 ships no class for it)."""
-
-    def __init__(
-        self,
-        scope: Construct,
-        id_: str,
-        *,
-        triggers_replace: Sequence[str],
-        provisioners: Sequence[LocalExecProvisioner],
-        depends_on: Sequence[ITerraformDependable] | None = None,
-    ) -> None:
-        super().__init__(
-            scope,
-            id_,
-            terraform_resource_type="terraform_data",
-            provisioners=list(provisioners),
-            depends_on=list(depends_on) if depends_on else None,
-        )
-        self._triggers_replace = list(triggers_replace)
-
-    def _synthesize_attributes(self) -> Mapping[str, Any]:
-        return {"triggers_replace": self._triggers_replace}
 
 
 class BranchMigrations(Construct):
@@ -133,7 +108,7 @@ class BranchMigrations(Construct):
                 shlex.quote(self.asset.path),
             ]
         )
-        self.resource = _TerraformData(
+        self.resource = TerraformData(
             self,
             "run",
             triggers_replace=[self.content_hash, host],

@@ -1,7 +1,7 @@
 """The ``forkstage`` command line: one entry point for CI pipelines and people.
 
-Sub-commands live in their own modules and are attached here; heavy imports (cdktf, boto3,
-psycopg) happen inside the commands so that ``--help`` and simple commands stay fast.
+Sub-commands live in their own modules and are imported only when asked for, so `--help`, a
+synth or a CI step does not pay for boto3, psycopg or Miniflare's helpers it does not use.
 """
 
 from __future__ import annotations
@@ -15,56 +15,49 @@ EPILOG = (
     "4 an already-applied migration was edited (migrate)."
 )
 
-# (module, attribute) of every command or group attached to the top-level group.
-COMMANDS: tuple[tuple[str, str], ...] = (
-    ("forkstage.commands.synth", "synth"),
-    ("forkstage.commands.stage_ops", "deploy"),
-    ("forkstage.commands.stage_ops", "plan"),
-    ("forkstage.commands.stage_ops", "destroy"),
-    ("forkstage.commands.stage_ops", "prune"),
-    ("forkstage.commands.info", "stages"),
-    ("forkstage.commands.info", "outputs"),
-    ("forkstage.commands.info", "summary"),
-    ("forkstage.commands.info", "env_cmd"),
-    ("forkstage.commands.local", "local"),
-    ("forkstage.commands.ci", "ci"),
-    ("backend.cli", "backend"),
-    ("forkstage.migrator.cli", "migrate"),
-    ("forkstage.migrator.cli", "migrations"),
-)
+# command name -> (module, attribute) of the command or group.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("forkstage.commands.synth", "synth"),
+    "deploy": ("forkstage.commands.stage_ops", "deploy"),
+    "plan": ("forkstage.commands.stage_ops", "plan"),
+    "destroy": ("forkstage.commands.stage_ops", "destroy"),
+    "prune": ("forkstage.commands.stage_ops", "prune"),
+    "stages": ("forkstage.commands.info", "stages"),
+    "outputs": ("forkstage.commands.info", "outputs"),
+    "summary": ("forkstage.commands.info", "summary"),
+    "env": ("forkstage.commands.info", "env_cmd"),
+    "local": ("forkstage.commands.local", "local"),
+    "ci": ("forkstage.commands.ci", "ci"),
+    "backend": ("backend.cli", "backend"),
+    "migrate": ("forkstage.migrator.cli", "migrate"),
+    "migrations": ("forkstage.migrator.cli", "migrations"),
+}
 
 
-@click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A group whose commands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module_name, attr = COMMANDS[cmd_name]
+        command = getattr(importlib.import_module(module_name), attr)
+        if cmd_name == "backend" and isinstance(command, click.Group):
+            # `backend start|stop` manage the background server; they live beside the wrapper
+            from forkstage.commands.backend_ctl import start, stop
+
+            command.add_command(start)
+            command.add_command(stop)
+        return command  # type: ignore[no-any-return]
+
+
+@click.group(cls=LazyGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="forkstage")
 def main() -> None:
     """Preview environments per pull request on Neon + Cloudflare, with Terraform.
 
     Example: forkstage deploy --stage pr-147
     """
-
-
-def _attach() -> None:
-    for module_name, attr in COMMANDS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:  # a part not built yet must not break the others
-            if exc.name and module_name.startswith(exc.name):
-                continue
-            raise
-        main.add_command(getattr(module, attr))
-
-
-_attach()
-
-
-def _extend_backend_group() -> None:
-    """`backend start|stop` manage the background server; they live beside the wrapper."""
-    from forkstage.commands.backend_ctl import start, stop
-
-    group = main.commands.get("backend")
-    if isinstance(group, click.Group):
-        group.add_command(start)
-        group.add_command(stop)
-
-
-_extend_backend_group()

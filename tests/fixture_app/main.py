@@ -4,7 +4,7 @@ import os
 import sys
 from pathlib import Path
 
-from cdktf import App, DataResource, TerraformOutput, TerraformStack
+from cdktf import App, TerraformOutput, TerraformStack
 from constructs import Construct
 
 from cdk.backend import add_s3_backend
@@ -12,6 +12,7 @@ from cdk.guard import WorkspaceGuard
 from cdk.refs import StageRef
 from cdk.settings import Settings, load_settings
 from cdk.stage import Stage
+from cdk.terraform_data import TerraformData
 
 
 class FixtureStack(TerraformStack):
@@ -24,15 +25,17 @@ class FixtureStack(TerraformStack):
             guard.protect(ref.remote_state)
             project_id = ref.get_string("project_id")
         else:
-            project = DataResource(
-                self, "project", input={"app": settings.app, "stage": stage.name}
+            project = TerraformData(
+                self, "project", input_={"app": settings.app, "stage": stage.name}
             )
             project_id = project.id
             TerraformOutput(self, "project_id", value=project.id, static_id=True)
             TerraformOutput(
                 self, "admin_password", value="fixture-secret", sensitive=True, static_id=True
             )
-        branch = DataResource(self, "branch", input={"project_id": project_id, "stage": stage.name})
+        branch = TerraformData(
+            self, "branch", input_={"project_id": project_id, "stage": stage.name}
+        )
         TerraformOutput(self, "branch_id", value=branch.id, static_id=True)
         TerraformOutput(self, "parent_project_id", value=project_id, static_id=True)
 
