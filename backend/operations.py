@@ -32,6 +32,7 @@ from backend.policy import Access
 from backend.store import (
     MAX_PARTS,
     Conditions,
+    Listing,
     NewObject,
     ObjectMeta,
     PartInfo,
@@ -576,6 +577,13 @@ def list_objects_v2(req: S3Request) -> Response:
         inner += xmlio.el("StartAfter", enc(p["start-after"]))
     if listing.truncated and listing.last is not None:
         inner += xmlio.el("NextContinuationToken", _token(listing.last))
+    return _listing_result(inner, listing, p, enc)
+
+
+def _listing_result(
+    inner: str, listing: Listing, p: dict[str, str], enc: Callable[[str], str]
+) -> Response:
+    """The part ListObjects v1 and v2 answer alike: keys, common prefixes, encoding."""
     if "encoding-type" in p:
         inner += xmlio.el("EncodingType", "url")
     inner += "".join(_contents(m, enc) for m in listing.objects)
@@ -600,13 +608,7 @@ def list_objects(req: S3Request) -> Response:
     inner += xmlio.el("MaxKeys", max_keys) + xmlio.el("IsTruncated", listing.truncated)
     if listing.truncated and listing.last is not None:
         inner += xmlio.el("NextMarker", enc(listing.last.rstrip("\U0010ffff")))
-    if "encoding-type" in p:
-        inner += xmlio.el("EncodingType", "url")
-    inner += "".join(_contents(m, enc) for m in listing.objects)
-    inner += "".join(
-        f"<CommonPrefixes>{xmlio.el('Prefix', enc(cp))}</CommonPrefixes>" for cp in listing.prefixes
-    )
-    return Response.xml(xmlio.document("ListBucketResult", inner))
+    return _listing_result(inner, listing, p, enc)
 
 
 def list_object_versions(req: S3Request) -> Response:
