@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -135,16 +134,7 @@ def test_via_cdktf_and_by_hand_never_hang(box: Sandbox) -> None:
     ]
 
     script = 'eval "$(forkstage env --stage pr-151)" && cdktf deploy stack-pr-151 --auto-approve'
-    by_hand = subprocess.run(
-        ["bash", "-c", script],
-        cwd=box.app,
-        env=box.env(),
-        text=True,
-        capture_output=True,
-        stdin=subprocess.DEVNULL,
-        timeout=240,
-        check=False,
-    )
+    by_hand = box.bash(script)
     assert by_hand.returncode == 0, by_hand.stdout + by_hand.stderr
     assert resources(box.state("pr-151")) == [
         "terraform_data.branch",
@@ -167,16 +157,7 @@ def test_plain_cdktf_in_the_wrong_workspace_is_stopped_by_the_guard(box: Sandbox
             f'eval "$(forkstage env --stage pr-148)" && export TF_WORKSPACE=staging {exports}&& '
             "cdktf deploy stack-pr-148 --auto-approve"
         )
-        proc = subprocess.run(
-            ["bash", "-c", script],
-            cwd=box.app,
-            env=box.env(),
-            text=True,
-            capture_output=True,
-            stdin=subprocess.DEVNULL,
-            timeout=240,
-            check=False,
-        )
+        proc = box.bash(script)
         assert proc.returncode != 0
         return proc.stdout + proc.stderr
 

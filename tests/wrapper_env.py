@@ -68,6 +68,19 @@ class Sandbox:
             check=False,
         )
 
+    def bash(self, script: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+        """A shell line as a person would type it in the app folder (never hangs: timeout)."""
+        return subprocess.run(
+            ["bash", "-c", script],
+            cwd=self.app,
+            env=self.env(),
+            text=True,
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            timeout=timeout,
+            check=False,
+        )
+
     def popen(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
             [str(BIN / "forkstage"), *args],
