@@ -315,31 +315,26 @@ class StageRun:
         migrations = apply_seconds(proc.stdout, "terraform_data.migrations")
         if migrations is not None:
             self.reporter.phases["migrations"] = migrations  # part of the apply, shown apart
-        worker_url = self.serve_local_worker()
-        counts = change_summary(proc.stdout)
-        result = self._result("deploy", started, counts)
+        outputs = self.deployed_outputs()  # before the result: the Worker's start is timed
+        result = self._result("deploy", started, change_summary(proc.stdout))
         result.changes = planned_changes(proc.stdout)
-        result.outputs = self.outputs()
-        if worker_url:
-            result.outputs["worker_url"] = worker_url
+        result.outputs = outputs
         self.record(result)
         return result
 
     # -- the local cloud serves a stage's Worker while the stage is up -------------------------
-    def _local_worker_has_a_bundle(self) -> bool:
-        state = self.reader.state(self.stage.name)
-        return bool(state and state.public_outputs().get("worker_name"))
+    def deployed_outputs(self) -> dict[str, Any]:
+        """The stage's outputs after an apply; on the local target its Worker is (re)started
+        so the deploy ends with a live ``worker_url``."""
+        outputs = self.outputs()
+        if self.settings.target == "local" and outputs.get("worker_name"):
+            from forkstage.commands.local import serve_stage_worker, stop_stage_worker
 
-    def serve_local_worker(self) -> str | None:
-        """(Re)start the stage's Worker on the local target, so a deploy ends with a live URL."""
-        if self.settings.target != "local" or not self._local_worker_has_a_bundle():
-            return None
-        from forkstage.commands.local import serve_stage_worker, stop_stage_worker
-
-        with self.reporter.phase("worker", "worker ready"):
-            stop_stage_worker(self.home, self.stage.name)  # new code or bindings: start afresh
-            worker = serve_stage_worker(self.project, self.stage.name)
-        return str(worker.url).rstrip("/")
+            with self.reporter.phase("worker", "worker ready"):
+                stop_stage_worker(self.home, self.stage.name)  # new code or bindings: afresh
+                worker = serve_stage_worker(self.project, self.stage.name)
+            outputs["worker_url"] = str(worker.url).rstrip("/")
+        return outputs
 
     def stop_local_worker(self) -> None:
         if self.settings.target != "local":
@@ -435,13 +430,11 @@ class StageRun:
         with self.reporter.phase("apply", "cdktf deploy"):
             proc = self.cdktf("deploy")
         self._check(proc, "cdktf deploy")
-        worker_url = self.serve_local_worker()
+        outputs = self.deployed_outputs()
         after = self._resources()
         counts = {"add": max(after - before, 0), "change": 0, "remove": max(before - after, 0)}
         result = self._result("deploy", started, counts)
-        result.outputs = self.outputs()
-        if worker_url:
-            result.outputs["worker_url"] = worker_url
+        result.outputs = outputs
         self.record(result)
         return result
 
