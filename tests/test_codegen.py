@@ -530,13 +530,13 @@ def test_refresh_filter_names_types_the_provider_lacks():
 def test_refresh_fails_in_one_line_when_init_cannot_install(tmp_path):
     # .invalid never resolves, so this runs the real engine and fails the same way everywhere.
     pin = ProviderPin(
-        name="neon", source="kislerdm/neon", version="0.18.0", hostname="registry.invalid"
+        name="neon", source="kislerdm/neon", version="0.15.0", hostname="registry.invalid"
     )
     out = tmp_path / "neon.json"
     with pytest.raises(refresh.RefreshError) as err:
         refresh.refresh(pin, out)
     message = str(err.value)
-    assert message.startswith("terraform init could not install kislerdm/neon 0.18.0 (")
+    assert message.startswith("terraform init could not install kislerdm/neon 0.15.0 (")
     assert "\n" not in message
     assert not out.exists()
 

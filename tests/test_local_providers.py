@@ -316,7 +316,7 @@ def test_lock_file_of_a_local_run_never_meets_a_real_one(home: Path) -> None:
     tf = Terraform(home, home / "work" / "lock")
     tf.write({"terraform": REQUIRED, "provider": PROVIDERS})
     real = (
-        '# real run\nprovider "registry.terraform.io/kislerdm/neon" {\n  version = "0.18.0"\n'
+        '# real run\nprovider "registry.terraform.io/kislerdm/neon" {\n  version = "0.15.0"\n'
         '  hashes = [\n    "h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",\n'
         '    "zh:0000000000000000000000000000000000000000000000000000000000000000",\n  ]\n}\n'
     )

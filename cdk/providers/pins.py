@@ -42,7 +42,7 @@ class ProviderPin:
 NEON = ProviderPin(
     name="neon",
     source="kislerdm/neon",
-    version="0.18.0",
+    version="0.15.0",
     resources=("neon_project", "neon_branch", "neon_endpoint"),
     data_sources=("neon_branch_role_password",),
 )
