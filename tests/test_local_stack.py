@@ -8,6 +8,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -54,6 +55,15 @@ def test_pr_plan_creates_only_its_own_resources(
     assert any(c["address"].startswith("terraform_data.migrations") for c in plan["changes"])
 
 
+def _alive(pid: int) -> bool:
+    """Running, not a zombie (here PID 1 does not reap orphans: a killed server stays one)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
 def _url(
     local: LocalCloud, stage: str, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[str, dict[str, str]]:
@@ -83,11 +93,7 @@ def test_killed_endpoint_comes_back_with_its_data(
     pid = int(pid_file.read_text().splitlines()[0])
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            break
+    while time.monotonic() < deadline and _alive(pid):
         time.sleep(0.05)
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(url, connect_timeout=2, **extra).close()

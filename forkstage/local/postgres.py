@@ -200,6 +200,11 @@ class Cluster:
             raise PostgresError(f"{self.data_dir} holds no cluster: call init() first")
         if self.is_running():
             return
+        # A killed server's lock file names a pid that is gone or a zombie (PID 1 here does not
+        # reap orphans); PostgreSQL would take a zombie for a live postmaster and refuse.
+        (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
+        for stale in (f".s.PGSQL.{self.port}.lock", f".s.PGSQL.{self.port}"):
+            (self.socket_dir / stale).unlink(missing_ok=True)
         self.socket_dir.mkdir(parents=True, exist_ok=True)
         self.socket_dir.chmod(0o700)
         self._hand_over(self.socket_dir)
