@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -206,10 +207,16 @@ def test_concurrent_applies_one_loses_the_lock(state_server: Running, terraform_
         results[name] = tf.run("apply", "-auto-approve", "-no-color", *extra, "-var", f"run={name}")
 
     loser = threading.Thread(target=apply, args=("a", a))
-    waiter = threading.Thread(target=apply, args=("b", b, "-lock-timeout=30s"))
+    # generous: under load the loser may take a while, and the waiter backs off 1, 2, 4, 8 s...
+    waiter = threading.Thread(target=apply, args=("b", b, "-lock-timeout=120s"))
     loser.start()
     waiter.start()
+    started = time.monotonic()
     loser.join(timeout=120)
+    # Release between the waiter's retries (about 1 s and 3 s after it starts), not during
+    # one: Terraform's s3 client fails outright when the lock vanishes between its refused PUT
+    # and the GET that reads the holder's info.
+    time.sleep(max(0.0, started + 2.2 - time.monotonic()))
     serial_during = json.loads(s3.get_object(Bucket=BUCKET, Key=STAGING_KEY)["Body"].read())[
         "serial"
     ]
