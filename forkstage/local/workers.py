@@ -75,6 +75,13 @@ def _is_launcher(pid: int) -> bool:
     return state != "Z" and LAUNCHER.name.encode() in cmdline
 
 
+def _has_cmdline(pid: int) -> bool:
+    try:
+        return bool(Path(f"/proc/{pid}/cmdline").read_bytes())
+    except OSError:
+        return False
+
+
 def _ours(pid: int) -> bool:
     """A launcher or the workerd one spawned (checked before killing a stale pid file's group)."""
     try:
@@ -95,7 +102,8 @@ def stop_pid_file(pid_path: Path) -> bool:
         pid = int(pid_path.read_text().strip())
     except (OSError, ValueError):
         return False
-    members = _group_members(pid)
+    # A process on its way out (just SIGKILLed) has an empty cmdline: it is no longer anyone's.
+    members = [m for m in _group_members(pid) if _has_cmdline(m)]
     stopped = bool(members) and all(_ours(m) for m in members)
     if stopped:
         WorkerProcess(name="", pid=pid, url="", pid_path=pid_path, log_path=Path()).stop()
