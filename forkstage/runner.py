@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,16 +53,23 @@ class RunResult:
         return data
 
 
-def terraform_error(stdout: str, stderr: str) -> str:
-    """The error lines of a failed run (JSON diagnostics or Terraform's human output)."""
-    messages: list[str] = []
+def json_events(stdout: str, marker: str = "") -> Iterator[dict[str, Any]]:
+    """The machine-readable events of a ``-json`` run (lines holding ``marker``, if given)."""
     for line in stdout.splitlines():
-        if not line.startswith("{"):
+        if not line.startswith("{") or marker not in line:
             continue
         try:
             event = json.loads(line)
         except ValueError:
             continue
+        if isinstance(event, dict):
+            yield event
+
+
+def terraform_error(stdout: str, stderr: str) -> str:
+    """The error lines of a failed run (JSON diagnostics or Terraform's human output)."""
+    messages: list[str] = []
+    for event in json_events(stdout):
         if event.get("@level") in _ERROR_LEVELS:
             diag = event.get("diagnostic") or {}
             text = diag.get("summary") or event.get("@message", "")
@@ -76,13 +84,7 @@ def terraform_error(stdout: str, stderr: str) -> str:
 def change_summary(stdout: str) -> dict[str, int]:
     """Counts from the ``change_summary`` event of ``apply -json`` / ``plan -json``."""
     counts = {"add": 0, "change": 0, "remove": 0}
-    for line in stdout.splitlines():
-        if '"change_summary"' not in line:
-            continue
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
+    for event in json_events(stdout, '"change_summary"'):
         changes = event.get("changes") or {}
         counts = {k: int(changes.get(k, 0)) for k in counts}
     return counts
@@ -91,13 +93,7 @@ def change_summary(stdout: str) -> dict[str, int]:
 def planned_changes(stdout: str) -> list[dict[str, str]]:
     """Managed-resource ``planned_change`` events of ``plan``/``apply -json``."""
     changes = []
-    for line in stdout.splitlines():
-        if '"planned_change"' not in line:
-            continue
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
+    for event in json_events(stdout, '"planned_change"'):
         change = event.get("change") or {}
         resource = change.get("resource") or {}
         if resource.get("mode") == "data" or str(resource.get("addr", "")).startswith("data."):
@@ -119,11 +115,8 @@ def apply_seconds(stdout: str, address_prefix: str) -> float | None:
     starts: dict[str, datetime] = {}
     total = 0.0
     found = False
-    for line in stdout.splitlines():
-        if '"apply_' not in line:
-            continue
+    for event in json_events(stdout, '"apply_'):
         try:
-            event = json.loads(line)
             addr = str(event["hook"]["resource"]["addr"])
             moment = datetime.fromisoformat(str(event["@timestamp"]).replace("Z", "+00:00"))
         except (ValueError, KeyError, TypeError):

@@ -56,9 +56,10 @@ class Sandbox:
         env.update(extra)
         return env
 
-    def forkstage(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    def run(self, argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+        """A command in the app folder with the sandbox's environment (never hangs: timeout)."""
         return subprocess.run(
-            [str(BIN / "forkstage"), *args],
+            argv,
             cwd=self.app,
             env=self.env(),
             text=True,
@@ -68,18 +69,12 @@ class Sandbox:
             check=False,
         )
 
+    def forkstage(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        return self.run([str(BIN / "forkstage"), *args], timeout)
+
     def bash(self, script: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-        """A shell line as a person would type it in the app folder (never hangs: timeout)."""
-        return subprocess.run(
-            ["bash", "-c", script],
-            cwd=self.app,
-            env=self.env(),
-            text=True,
-            capture_output=True,
-            stdin=subprocess.DEVNULL,
-            timeout=timeout,
-            check=False,
-        )
+        """A shell line as a person would type it in the app folder."""
+        return self.run(["bash", "-c", script], timeout)
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
