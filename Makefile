@@ -29,15 +29,13 @@ $(STAMP)/system: scripts/install-system.sh | $(STAMP)
 
 install: $(STAMP)/python $(STAMP)/node $(STAMP)/system  ## install Python, Node and system dependencies
 
-lint: install  ## ruff + mypy
+lint: install  ## ruff, mypy and the import contracts between layers
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
-test: install  ## the whole test suite (what CI runs)
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy
+test: lint  ## lint, then the whole test suite (what CI runs)
 	$(VENV)/bin/python -m pytest -q
 
 demo: install  ## the main job: the seed story on the embedded default backend

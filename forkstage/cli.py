@@ -10,6 +10,8 @@ import importlib
 
 import click
 
+from forkstage.errors import ForkstageError
+
 EPILOG = (
     "Exit codes: 0 ok, 1 the operation failed, 2 bad usage or input, 3 refused by a guard, "
     "4 an already-applied migration was edited (migrate)."
@@ -34,8 +36,20 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def command_error(error: ForkstageError) -> click.ClickException:
+    """A library error on its way out: click prints ``Error: <message>`` and exits with its code."""
+    kind = type(type(error).__name__, (click.ClickException,), {"exit_code": error.exit_code})
+    return kind(error.message)
+
+
 class LazyGroup(click.Group):
-    """A group whose commands are imported on first use."""
+    """A group whose commands are imported on first use; library errors become exit codes here."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except ForkstageError as exc:
+            raise command_error(exc) from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
@@ -51,7 +65,7 @@ class LazyGroup(click.Group):
 
             command.add_command(start)
             command.add_command(stop)
-        return command  # type: ignore[no-any-return]
+        return command
 
 
 @click.group(cls=LazyGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})

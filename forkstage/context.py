@@ -92,7 +92,7 @@ class Project:
         stand-ins; the cloud target lets Terraform install the real providers.
         """
         if self.settings.target == "local":
-            from forkstage.local.registry import provider_installation
+            from localcloud.registry import provider_installation
 
             return provider_installation(self.home)
         return ""

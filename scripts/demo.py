@@ -44,8 +44,8 @@ def http(method: str, url: str, body: str | None = None) -> object:
 def rows(stage: str) -> list[tuple[int, str]]:
     import psycopg
 
-    from forkstage.local.endpoints import connect_overrides
     from forkstage.migrator.stage import resolve_stage_database_url
+    from localcloud.endpoints import connect_overrides
 
     url = resolve_stage_database_url(stage, environ={})
     with psycopg.connect(url, **connect_overrides(url)) as conn:
@@ -63,7 +63,7 @@ def project_home() -> Path:
 def main() -> None:
     os.chdir(REPO)
     sys.path.insert(0, str(REPO))
-    from forkstage.local.neon import ControlPlane
+    from localcloud.neon import ControlPlane
 
     step("deploy staging: owns the Neon project; its branch runs the migrations (with seed rows)")
     fs("deploy", "--stage", "staging")

@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from forkstage.local.postgres import Cluster, free_port
+from localcloud.postgres import Cluster, free_port
 
 PASSWORD = "pw:@/?#%&= x"
 _counter = itertools.count(1)

@@ -31,8 +31,8 @@ OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopbac
 
 
 def notes(stage: str) -> list[str]:
-    from forkstage.local.endpoints import connect_overrides
     from forkstage.migrator.stage import resolve_stage_database_url
+    from localcloud.endpoints import connect_overrides
 
     url = resolve_stage_database_url(stage, environ={})
     with psycopg.connect(url, **connect_overrides(url)) as conn:
@@ -40,8 +40,8 @@ def notes(stage: str) -> list[str]:
 
 
 def write_note(stage: str, body: str) -> None:
-    from forkstage.local.endpoints import connect_overrides
     from forkstage.migrator.stage import resolve_stage_database_url
+    from localcloud.endpoints import connect_overrides
 
     url = resolve_stage_database_url(stage, environ={})
     with psycopg.connect(url, **connect_overrides(url)) as conn:
@@ -66,7 +66,7 @@ def postmasters(cloud: LocalCloud) -> list[str]:
 def test_ten_prs_two_at_a_time_stay_isolated_and_leave_nothing_behind(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from forkstage.local.neon import ControlPlane
+    from localcloud.neon import ControlPlane
 
     started = time.monotonic()
     cloud = LocalCloud("forkstage-prs-")

@@ -23,12 +23,12 @@ from tf.types import Unknown
 
 from cdk.providers.pins import CLOUDFLARE, NEON
 from forkstage.engine import run_terraform, terraform_env
-from forkstage.local.cloudflare import Account
-from forkstage.local.cloudflare import NotFound as ScriptNotFound
-from forkstage.local.neon import Conflict, ControlPlane, NotFound, PasswordNotStored
-from forkstage.local.providers.cloudflare import HyperdriveConfig
-from forkstage.local.providers.neon import standin as neon_standin
-from forkstage.local.providers.schema import (
+from localcloud.cloudflare import Account
+from localcloud.cloudflare import NotFound as ScriptNotFound
+from localcloud.neon import Conflict, ControlPlane, NotFound, PasswordNotStored
+from localcloud.providers.cloudflare import HyperdriveConfig
+from localcloud.providers.neon import standin as neon_standin
+from localcloud.providers.schema import (
     SchemaError,
     load_snapshot,
     mark_computed_unknown,
@@ -36,8 +36,8 @@ from forkstage.local.providers.schema import (
     resolve,
     snapshot_dir,
 )
-from forkstage.local.providers.server import ProviderError
-from forkstage.local.registry import (
+from localcloud.providers.server import ProviderError
+from localcloud.registry import (
     LOCK_FILE,
     is_standin_lock,
     isolated_lock_file,

@@ -67,8 +67,8 @@ def _alive(pid: int) -> bool:
 def _url(
     local: LocalCloud, stage: str, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[str, dict[str, str]]:
-    from forkstage.local.endpoints import connect_overrides
     from forkstage.migrator.stage import resolve_stage_database_url
+    from localcloud.endpoints import connect_overrides
 
     monkeypatch.setenv("FORKSTAGE_HOME", str(local.home))
     monkeypatch.setenv("FORKSTAGE_BACKEND_ENDPOINT", local.endpoint)
@@ -80,7 +80,7 @@ def _url(
 def test_killed_endpoint_comes_back_with_its_data(
     local: LocalCloud, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from forkstage.local.neon import ControlPlane
+    from localcloud.neon import ControlPlane
 
     local.ok("deploy", "--stage", "staging")  # a no-op when the previous test deployed it
     local.ok("deploy", "--stage", "pr-301")

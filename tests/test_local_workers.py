@@ -1,4 +1,4 @@
-"""forkstage.local.workers: the bundled example Worker in real Miniflare/workerd on 127.0.0.1,
+"""localcloud.workers: the bundled example Worker in real Miniflare/workerd on 127.0.0.1,
 its Hyperdrive binding on a real local PostgreSQL database (see tests/pgfixture.py).
 """
 
@@ -25,8 +25,8 @@ from urllib.parse import quote
 import psycopg
 import pytest
 
-from forkstage.local.postgres import Cluster, free_port
-from forkstage.local.workers import WorkerError, WorkerProcess, start_worker, stop_pid_file
+from localcloud.postgres import Cluster, free_port
+from localcloud.workers import WorkerError, WorkerProcess, start_worker, stop_pid_file
 
 pytest_plugins = ["tests.pgfixture"]
 

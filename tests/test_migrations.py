@@ -507,7 +507,7 @@ def test_cli_failed_migration_exit_1_names_file_and_error_never_the_password(
 def test_cli_unreachable_database_is_exit_1_with_redacted_url(
     pg_db: Database, tmp_path: Path
 ) -> None:
-    from forkstage.local.postgres import Cluster, free_port
+    from localcloud.postgres import Cluster, free_port
 
     folder = tmp_path / "m"
     Kit(Layout.PLAIN, []).write(folder, [ACCOUNTS])

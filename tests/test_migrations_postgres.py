@@ -1,4 +1,4 @@
-"""forkstage.local.postgres: throw-away clusters that only ever listen on 127.0.0.1."""
+"""localcloud.postgres: throw-away clusters that only ever listen on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from forkstage.local.postgres import (
+from localcloud.postgres import (
     Cluster,
     PostgresError,
     PostgresNotInstalled,

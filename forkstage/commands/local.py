@@ -24,9 +24,9 @@ def _worker_files(home: Path, stage: str) -> tuple[Path, Path]:
 
 def serve_stage_worker(project: Project, stage: str, *, port: int = 0) -> Any:
     """Start (or find) the stage's Worker with its Hyperdrive binding on the stage's branch."""
-    from forkstage.local.cloudflare import Account, NotFound
-    from forkstage.local.workers import WorkerProcess, start_worker
     from forkstage.state import StateReader
+    from localcloud.cloudflare import Account, NotFound
+    from localcloud.workers import WorkerProcess, start_worker
 
     project.parse_stage(stage)
     home = project.home
@@ -64,12 +64,13 @@ def serve_stage_worker(project: Project, stage: str, *, port: int = 0) -> Any:
         pid_path=pid_path,
         port=port,
         ready_path="/health",
+        node_modules=project.root / "node_modules",
     )
 
 
 def running_worker_url(home: Path, stage: str) -> str | None:
     """The URL of the stage's Worker if the local cloud serves it now."""
-    from forkstage.local.workers import WorkerProcess
+    from localcloud.workers import WorkerProcess
 
     pid_path, log_path = _worker_files(home, stage)
     worker = WorkerProcess.attach(name=stage, pid_path=pid_path, log_path=log_path)
@@ -78,14 +79,14 @@ def running_worker_url(home: Path, stage: str) -> str | None:
 
 def stop_stage_worker(home: Path, stage: str) -> bool:
     """Stop one stage's Worker (and a workerd its launcher left behind)."""
-    from forkstage.local.workers import stop_pid_file
+    from localcloud.workers import stop_pid_file
 
     return stop_pid_file(_worker_files(home, stage)[0])
 
 
 def stop_workers(home: Path) -> list[str]:
     """Stop every Worker of this home, leftover workerd processes included."""
-    from forkstage.local.workers import stop_pid_file
+    from localcloud.workers import stop_pid_file
 
     return [p.stem for p in sorted((home / "workers").glob("*.pid")) if stop_pid_file(p)]
 
@@ -104,8 +105,8 @@ def up() -> None:
 
     Example: forkstage local up
     """
-    from forkstage.local.neon import ControlPlane
     from forkstage.state import StateReader
+    from localcloud.neon import ControlPlane
 
     project = Project.load()
     embedded.ensure_running(project.settings.backend, project.home)
@@ -128,7 +129,7 @@ def down() -> None:
 
     Example: forkstage local down
     """
-    from forkstage.local.neon import ControlPlane
+    from localcloud.neon import ControlPlane
 
     project = Project.load()
     for stage in stop_workers(project.home):
@@ -146,8 +147,8 @@ def status(as_json: bool) -> None:
 
     Example: forkstage local status --json
     """
-    from forkstage.local.neon import ControlPlane
-    from forkstage.local.workers import WorkerProcess
+    from localcloud.neon import ControlPlane
+    from localcloud.workers import WorkerProcess
 
     project = Project.load()
     home = project.home

@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 
 import click
 
-from forkstage import errors as cli_errors
 from forkstage.migrator import errors
 from forkstage.migrator.layout import Migration
 
@@ -27,12 +26,6 @@ EPILOG = (
 DEFAULT_DIR = "migrations"
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class Edited(click.ClickException):
-    """An applied migration's file changed: refused before anything ran."""
-
-    exit_code = errors.EXIT_EDITED
 
 
 def _database_options(func: F) -> F:
@@ -98,15 +91,7 @@ def _resolve_dir(directory: Path | None) -> Path:
     return project_root() / DEFAULT_DIR
 
 
-def _click_error(exc: errors.MigrationError) -> click.ClickException:
-    if isinstance(exc, errors.EditedMigration):
-        return Edited(str(exc))
-    if isinstance(exc, errors.BadInput):
-        return cli_errors.BadInput(str(exc))
-    return cli_errors.Failed(str(exc))
-
-
-def _fail(exc: errors.MigrationError, as_json: bool, **extra: Any) -> click.ClickException:
+def _fail(exc: errors.MigrationError, as_json: bool, **extra: Any) -> errors.MigrationError:
     if as_json:
         doc: dict[str, Any] = {"error": str(exc), "exit_code": exc.exit_code, **extra}
         if isinstance(exc, errors.EditedMigration):
@@ -115,7 +100,7 @@ def _fail(exc: errors.MigrationError, as_json: bool, **extra: Any) -> click.Clic
             doc["failed"] = exc.file
             doc["applied"] = exc.applied
         click.echo(json.dumps(doc, indent=2))
-    return _click_error(exc)
+    return exc
 
 
 def _when(value: datetime | None) -> str | None:
@@ -252,4 +237,4 @@ def migrations(
         counts = ", ".join(f"{len(plan.having(s))} {s}" for s in Status)
         click.echo(counts)
     if changed:
-        raise Edited(str(edited_error(plan)))
+        raise edited_error(plan)

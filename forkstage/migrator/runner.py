@@ -122,7 +122,8 @@ def edited_error(plan: Plan) -> EditedMigration:
 
 def connect(url: str, *, timeout: int = 15) -> Conn:
     check_url(url)
-    from forkstage.local.endpoints import connect_overrides
+    from forkstage.engine import forkstage_home
+    from localcloud.endpoints import connect_overrides
 
     try:
         return psycopg.connect(
@@ -130,7 +131,7 @@ def connect(url: str, *, timeout: int = 15) -> Conn:
             autocommit=True,
             connect_timeout=timeout,
             application_name=APPLICATION_NAME,
-            **connect_overrides(url),
+            **connect_overrides(url, forkstage_home()),  # type: ignore[arg-type]
         )
     except psycopg.Error as exc:
         detail = scrub(" ".join(str(exc).split()), url)

@@ -64,14 +64,10 @@ def resolve_stage_database_url(stage: str, environ: Mapping[str, str] | None = N
         return url
     from forkstage.context import Project
     from forkstage.embedded import ensure_running
-    from forkstage.errors import BadInput as CliBadInput
     from forkstage.state import StateReader
 
     project = Project.load()
-    try:
-        project.parse_stage(stage)
-    except CliBadInput as exc:
-        raise BadInput(str(exc.message)) from None
+    project.parse_stage(stage)
     ensure_running(project.settings.backend, project.home)
     state = StateReader(project.settings.backend, project.home).raw_state(stage)
     found = url_from_state(state) if state else None

@@ -140,7 +140,7 @@ class Account:
                 raise NotFound(f"Hyperdrive config {hyperdrive_id} not found")
             origin = dict(record["origin"])
         host, port = origin["host"], origin.get("port") or 5432
-        from forkstage.local.neon import HOST_SUFFIX, ControlPlane
+        from localcloud.neon import HOST_SUFFIX, ControlPlane
 
         if host.endswith(HOST_SUFFIX):
             host, port = ControlPlane(self.home).resolve_host(host)

@@ -1,7 +1,7 @@
 """Stand-in Terraform providers: the real providers' schemas, served by local control planes.
 
 ``neon`` and ``cloudflare`` are started by Terraform (through launchers that
-``forkstage.local.registry`` installs) under the real providers' source addresses, so the same
+``localcloud.registry`` installs) under the real providers' source addresses, so the same
 synthesized configuration deploys to the cloud or to this machine.
 """
 

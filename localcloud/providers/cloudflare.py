@@ -1,7 +1,7 @@
 """Stand-in for the ``cloudflare/cloudflare`` Terraform provider (Hyperdrive and Workers only).
 
 Nothing is served here: the stand-in records each Hyperdrive origin and each Worker's code and
-bindings (``forkstage.local.cloudflare``) so a later local runtime can run the stage's Worker.
+bindings (``localcloud.cloudflare``) so a later local runtime can run the stage's Worker.
 As on Cloudflare, creating a Hyperdrive config checks that its origin accepts the credentials
 (when the origin is a local Neon endpoint), and a Worker's Hyperdrive binding must name an
 existing config.
@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from cdk.providers.pins import CLOUDFLARE
-from forkstage.local.cloudflare import Account, CloudflareError, NotFound
-from forkstage.local.neon import HOST_SUFFIX
-from forkstage.local.providers.schema import Value
-from forkstage.local.providers.server import ProviderError, Resource, StandIn, known, serve
+from localcloud.cloudflare import Account, CloudflareError, NotFound
+from localcloud.neon import HOST_SUFFIX
+from localcloud.providers.schema import Value
+from localcloud.providers.server import ProviderError, Resource, StandIn, known, serve
 
 ADDRESS = CLOUDFLARE.fqn
 _HYPERDRIVE_SETTINGS = ("name", "origin", "caching", "mtls", "origin_connection_limit")
@@ -64,7 +64,7 @@ class HyperdriveConfig(Resource):
             return
         import psycopg
 
-        from forkstage.local.neon import ControlPlane
+        from localcloud.neon import ControlPlane
 
         try:
             host, port = ControlPlane(self.backend.home).resolve_host(origin["host"])

@@ -10,15 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from forkstage.engine import forkstage_home
-from forkstage.local.neon import HOST_SUFFIX, ControlPlane, NotFound
+from localcloud.neon import HOST_SUFFIX, ControlPlane, NotFound
 
 
 def is_local_host(host: str | None) -> bool:
     return bool(host) and str(host).endswith(HOST_SUFFIX)
 
 
-def connect_overrides(url: str, home: Path | None = None) -> dict[str, str]:
+def connect_overrides(url: str, home: Path) -> dict[str, str]:
     """libpq keyword overrides that route ``url`` to its local endpoint ({} for other hosts).
 
     The local PostgreSQL servers listen on loopback without TLS, so ``sslmode`` is relaxed for
@@ -27,9 +26,8 @@ def connect_overrides(url: str, home: Path | None = None) -> dict[str, str]:
     host = urlsplit(url).hostname
     if not is_local_host(host):
         return {}
-    root = home or forkstage_home()
     try:
-        address, port = ControlPlane(root).resolve_host(str(host))
+        address, port = ControlPlane(home).resolve_host(str(host))
     except NotFound:
         return {}
     return {"hostaddr": address, "port": str(port), "sslmode": "disable"}

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from forkstage.local.postgres import LOOPBACK, SERVER_USER, Cluster, free_port
+from localcloud.postgres import LOOPBACK, SERVER_USER, Cluster, free_port
 
 SUPERUSER = "cloud_admin"  # Neon's own superuser name; never handed out
 HOST_SUFFIX = ".neon.localhost"

@@ -4,7 +4,7 @@ Terraform loads the stand-ins from a ``filesystem_mirror`` that answers for exac
 sources (``kislerdm/neon``, ``cloudflare/cloudflare`` at their pinned versions); ``direct`` is
 excluded for them, so a local run can never fetch the real providers (and needs no network).
 Each mirror entry is a two-line launcher that execs ``<this venv's python> -m
-forkstage.local.providers.<name>``: its bytes depend only on the interpreter path, so its hash
+localcloud.providers.<name>``: its bytes depend only on the interpreter path, so its hash
 stays put across versions of our code (Terraform pins the hash in the lock file and refuses a
 changed package at the same version).
 
@@ -34,8 +34,8 @@ LOCK_FILE = ".terraform.lock.hcl"
 ASIDE_SUFFIX = ".forkstage-aside"
 # pin -> module run by its launcher
 STANDINS: tuple[tuple[ProviderPin, str], ...] = (
-    (NEON, "forkstage.local.providers.neon"),
-    (CLOUDFLARE, "forkstage.local.providers.cloudflare"),
+    (NEON, "localcloud.providers.neon"),
+    (CLOUDFLARE, "localcloud.providers.cloudflare"),
 )
 
 

@@ -27,8 +27,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from forkstage.engine import project_root
-
 LAUNCHER = Path(__file__).with_name("miniflare_launcher.mjs")
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 DEFAULT_COMPATIBILITY_DATE = "2025-09-01"
@@ -218,8 +216,7 @@ def _check_binding_name(name: str) -> None:
         raise WorkerError(f"binding name {name!r} must be a JavaScript identifier (A-Z, 0-9, _)")
 
 
-def _node_modules(explicit: Path | None) -> Path:
-    folder = explicit if explicit is not None else project_root() / "node_modules"
+def _node_modules(folder: Path) -> Path:
     if not (folder / "miniflare" / "package.json").is_file():
         raise WorkerError(
             f"Miniflare is not installed in {folder}: run `make install` "
@@ -243,7 +240,7 @@ def start_worker(
     ready_path: str = "/",
     ready_timeout: float = READY_TIMEOUT,
     node: str | None = None,
-    node_modules: Path | None = None,
+    node_modules: Path,
 ) -> WorkerProcess:
     """Serve ``script`` (ES module source, or a path to one) on 127.0.0.1 and wait until it answers.
 

@@ -1,7 +1,7 @@
 """Stand-in for the ``kislerdm/neon`` Terraform provider, backed by the local Neon control plane.
 
-Terraform starts it through the launcher that ``forkstage.local.registry`` installs
-(``python -m forkstage.local.providers.neon``). Resource semantics follow the real provider where
+Terraform starts it through the launcher that ``localcloud.registry`` installs
+(``python -m localcloud.providers.neon``). Resource semantics follow the real provider where
 forkstage relies on them: replacement on the attributes the real one replaces, "gone" after a
 404 (Terraform then plans a create), deleting an already deleted branch is a no-op.
 """
@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from cdk.providers.pins import NEON
-from forkstage.local.neon import PROXY_HOST, ControlPlane, Endpoint, NeonError, NotFound, Project
-from forkstage.local.providers.schema import Value
-from forkstage.local.providers.server import (
+from localcloud.neon import PROXY_HOST, ControlPlane, Endpoint, NeonError, NotFound, Project
+from localcloud.providers.schema import Value
+from localcloud.providers.server import (
     DataSource,
     ProviderError,
     Resource,

@@ -41,7 +41,7 @@ from tf.gen import tfplugin_pb2_grpc as rpc
 from tf.types import Unknown
 from tf.utils import read_dynamic_value, to_dynamic_value
 
-from forkstage.local.providers.schema import (
+from localcloud.providers.schema import (
     ProviderSchema,
     SchemaError,
     TypeSchema,

@@ -1,6 +1,6 @@
 // Serves one Worker with Miniflare on 127.0.0.1 for forkstage's local cloud.
 //
-// Started by forkstage/local/workers.py as `node miniflare_launcher.mjs` with a JSON config on
+// Started by localcloud/workers.py as `node miniflare_launcher.mjs` with a JSON config on
 // stdin (never argv or env: the Hyperdrive connection strings carry database passwords). Prints
 // its logs to stdout/stderr with every secret from the config replaced by "***", writes
 // {"url": ...} to config.ready_file once Miniflare serves, and shuts Miniflare (and workerd) down
