@@ -11,19 +11,15 @@ the stand-in provider runs in processes Terraform starts and stops.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
-import json
-import os
 import secrets
 import shutil
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+
+from cdk.connection import postgres_url
+from localcloud.store import JsonStore
 
 
 class CloudflareError(RuntimeError):
@@ -55,51 +51,32 @@ def _safe(part: str) -> str:
     return cleaned or "_"
 
 
+def _decode(raw: dict[str, Any]) -> dict[str, Any]:
+    raw.setdefault("hyperdrive", {})
+    raw.setdefault("workers", {})
+    return raw
+
+
 class Account:
     """The local stand-in for every Cloudflare account forkstage deploys to."""
 
     def __init__(self, home: Path) -> None:
         self.home = Path(home)
         self.root = self.home / "local" / "cloudflare"
-        self._held = threading.local()
+        self.store: JsonStore[dict[str, Any]] = JsonStore(
+            self.root / "state.json", decode=_decode, encode=dict
+        )
 
     @property
     def state_file(self) -> Path:
-        return self.root / "state.json"
-
-    @contextmanager
-    def _locked(self, *, write: bool = True) -> Iterator[dict[str, Any]]:
-        if getattr(self._held, "state", None) is not None:
-            yield self._held.state
-            return
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / "state.lock", "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX if write else fcntl.LOCK_SH)
-            try:
-                try:
-                    state = json.loads(self.state_file.read_text())
-                except FileNotFoundError:
-                    state = {}
-                state.setdefault("hyperdrive", {})
-                state.setdefault("workers", {})
-                self._held.state = state
-                yield state
-                if write:
-                    tmp = self.root / f".state.{os.getpid()}.{threading.get_ident()}"
-                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                    with os.fdopen(fd, "w") as handle:
-                        json.dump(state, handle, indent=1, sort_keys=True)
-                    tmp.replace(self.state_file)
-            finally:
-                self._held.state = None
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        return self.store.path
 
     # -- Hyperdrive ------------------------------------------------------------------------------
     def put_hyperdrive(
         self, account_id: str, config: dict[str, Any], hyperdrive_id: str | None = None
     ) -> dict[str, Any]:
         """Create (no id) or replace a Hyperdrive config; ids are 32 hex digits, as Cloudflare's."""
-        with self._locked() as state:
+        with self.store.change() as state:
             now = _now()
             if hyperdrive_id is None:
                 hyperdrive_id = secrets.token_hex(16)
@@ -117,11 +94,11 @@ class Account:
             return dict(record)
 
     def get_hyperdrive(self, account_id: str, hyperdrive_id: str) -> dict[str, Any]:
-        with self._locked(write=False) as state:
+        with self.store.read() as state:
             return dict(self._hyperdrive(state, account_id, hyperdrive_id))
 
     def delete_hyperdrive(self, account_id: str, hyperdrive_id: str) -> None:
-        with self._locked() as state:
+        with self.store.change() as state:
             self._hyperdrive(state, account_id, hyperdrive_id)
             del state["hyperdrive"][hyperdrive_id]
 
@@ -134,7 +111,7 @@ class Account:
     def hyperdrive_local_url(self, hyperdrive_id: str) -> str:
         """The origin as a libpq URL reachable from this machine (Miniflare's
         ``localConnectionString``): a local Neon endpoint host becomes ``127.0.0.1:<port>``."""
-        with self._locked(write=False) as state:
+        with self.store.read() as state:
             record = state["hyperdrive"].get(hyperdrive_id)
             if record is None:
                 raise NotFound(f"Hyperdrive config {hyperdrive_id} not found")
@@ -144,8 +121,13 @@ class Account:
 
         if host.endswith(HOST_SUFFIX):
             host, port = ControlPlane(self.home).resolve_host(host)
-        auth = quote(origin["user"], safe="") + ":" + quote(origin["password"], safe="")
-        return f"postgresql://{auth}@{host}:{port}/{quote(origin['database'], safe='')}"
+        return postgres_url(
+            host=host,
+            port=port,
+            database=origin["database"],
+            user=origin["user"],
+            password=origin["password"],
+        )
 
     # -- Workers ---------------------------------------------------------------------------------
     def script_dir(self, account_id: str, script_name: str) -> Path:
@@ -155,7 +137,7 @@ class Account:
         self, account_id: str, script_name: str, *, content: str, settings: dict[str, Any]
     ) -> dict[str, Any]:
         """Upload (create or replace) a Worker; Hyperdrive bindings must name existing configs."""
-        with self._locked() as state:
+        with self.store.change() as state:
             for binding in settings.get("bindings") or []:
                 if binding.get("type") == "hyperdrive":
                     self._hyperdrive(state, account_id, binding.get("id") or "")
@@ -181,18 +163,18 @@ class Account:
             return dict(record)
 
     def get_script(self, account_id: str, script_name: str) -> dict[str, Any]:
-        with self._locked(write=False) as state:
+        with self.store.read() as state:
             record = state["workers"].get(f"{account_id}/{script_name}")
             if record is None:
                 raise NotFound(f"Worker {script_name} not found")
             return dict(record)
 
     def delete_script(self, account_id: str, script_name: str) -> None:
-        with self._locked() as state:
+        with self.store.change() as state:
             if state["workers"].pop(f"{account_id}/{script_name}", None) is None:
                 raise NotFound(f"Worker {script_name} not found")
             shutil.rmtree(self.script_dir(account_id, script_name), ignore_errors=True)
 
     def scripts(self) -> list[dict[str, Any]]:
-        with self._locked(write=False) as state:
+        with self.store.read() as state:
             return [dict(r) for r in state["workers"].values()]

@@ -13,72 +13,36 @@ Authentication (chosen so that no secret is ever needed on the machine itself):
   it TCP uses ``trust``, acceptable only for throw-away test clusters.
 
 PostgreSQL refuses to run as root. When forkstage runs as root (containers, CI) the server binaries
-run as the ``postgres`` system user (created by ``make install``) and the data directory is chowned
-to it; its parent directories must then be traversable by that user.
+run as the ``postgres`` system user and the data directory is chowned to it; its parent directories
+must then be traversable by that user (``localcloud.pg_binaries`` does all of that).
 """
 
 from __future__ import annotations
 
 import os
-import pwd
-import re
 import shutil
-import socket
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from urllib.parse import quote
 
-PG_ROOT = Path("/usr/lib/postgresql")
-SERVER_USER = "postgres"
-LOOPBACK = "127.0.0.1"
-BINDIR_ENV = "FORKSTAGE_PG_BINDIR"
+from cdk.connection import postgres_url
+from localcloud.net import LOOPBACK
+from localcloud.pg_binaries import (
+    SERVER_USER,
+    PostgresError,
+    PostgresNotInstalled,
+    blocked_parent,
+    find_bindir,
+    hand_over,
+    run_as_server,
+)
+
+__all__ = ["Cluster", "PostgresError", "PostgresNotInstalled", "find_bindir"]
+
 # sockaddr_un.sun_path is 108 bytes; PostgreSQL appends "/.s.PGSQL.NNNNN".
 _MAX_SOCKET_DIR = 107 - len("/.s.PGSQL.65535")
 _STOP_MODES = ("smart", "fast", "immediate")
-
-
-class PostgresError(RuntimeError):
-    """A local PostgreSQL cluster could not be set up, started or stopped."""
-
-
-class PostgresNotInstalled(PostgresError):
-    """The server binaries (initdb, pg_ctl, postgres) are missing."""
-
-
-def find_bindir(root: Path = PG_ROOT, environ: Mapping[str, str] | None = None) -> Path:
-    """The newest ``/usr/lib/postgresql/<version>/bin`` holding initdb and pg_ctl.
-
-    ``$FORKSTAGE_PG_BINDIR`` wins, for machines whose PostgreSQL lives elsewhere.
-    """
-    env = os.environ if environ is None else environ
-    if env.get(BINDIR_ENV):
-        forced = Path(env[BINDIR_ENV])
-        if not (forced / "initdb").is_file():
-            raise PostgresNotInstalled(f"{BINDIR_ENV}={forced} holds no initdb")
-        return forced
-    found: list[tuple[tuple[int, ...], Path]] = []
-    if root.is_dir():
-        for child in root.iterdir():
-            bindir = child / "bin"
-            if not re.fullmatch(r"\d+(\.\d+)*", child.name):
-                continue
-            if (bindir / "initdb").is_file() and (bindir / "pg_ctl").is_file():
-                found.append((tuple(int(p) for p in child.name.split(".")), bindir))
-    if not found:
-        raise PostgresNotInstalled(
-            f"PostgreSQL server binaries not found under {root}: run `make install` "
-            "(it runs scripts/install-system.sh)"
-        )
-    return max(found)[1]
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now (another process may still take it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
 
 
 def _conf_quote(value: str) -> str:
@@ -142,10 +106,10 @@ class Cluster:
     def url(self, dbname: str = "postgres", *, user: str | None = None) -> str:
         """A libpq URL over TCP; it carries the password only for the superuser."""
         who = user or self.superuser
-        auth = quote(who, safe="")
-        if who == self.superuser and self.password is not None:
-            auth += ":" + quote(self.password, safe="")
-        return f"postgresql://{auth}@{LOOPBACK}:{self.port}/{quote(dbname, safe='')}"
+        password = self.password if who == self.superuser else None
+        return postgres_url(
+            host=LOOPBACK, port=self.port, database=dbname, user=who, password=password
+        )
 
     # -- lifecycle --------------------------------------------------------------------------
     def init(self) -> None:
@@ -162,7 +126,7 @@ class Cluster:
         if any(self.data_dir.iterdir()):
             raise PostgresError(f"{self.data_dir} is not empty: initdb needs an empty directory")
         self.data_dir.chmod(0o700)
-        self._hand_over(self.data_dir)
+        hand_over(self.data_dir)
         self._check_reachable(self.data_dir)
 
         pwfile: Path | None = None
@@ -186,7 +150,7 @@ class Cluster:
                 fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
                 with os.fdopen(fd, "w") as handle:
                     handle.write(self.password + "\n")
-                self._hand_over(pwfile)
+                hand_over(pwfile)
                 argv.append(f"--pwfile={pwfile}")
             self._run(argv, what="initdb")
         finally:
@@ -207,7 +171,7 @@ class Cluster:
             (self.socket_dir / stale).unlink(missing_ok=True)
         self.socket_dir.mkdir(parents=True, exist_ok=True)
         self.socket_dir.chmod(0o700)
-        self._hand_over(self.socket_dir)
+        hand_over(self.socket_dir)
         self._write_conf()
         # listen_addresses and port on the command line: they beat postgresql.auto.conf, so
         # not even ALTER SYSTEM can make this server listen beyond loopback.
@@ -269,68 +233,15 @@ class Cluster:
         self.stop()
 
     # -- internals --------------------------------------------------------------------------
-    def _server_account(self) -> pwd.struct_passwd | None:
-        """The account the server binaries run as, or None to run them as ourselves."""
-        if os.geteuid() != 0:
-            return None
-        try:
-            return pwd.getpwnam(SERVER_USER)
-        except KeyError:
-            raise PostgresNotInstalled(
-                f"running as root needs the `{SERVER_USER}` system user to run PostgreSQL: "
-                "run `make install` (it runs scripts/install-system.sh)"
-            ) from None
-
-    def _spawn(
-        self, argv: Sequence[str], *, timeout: float | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        """Run a server binary, as the ``postgres`` user when we are root."""
-        account = self._server_account()
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "LANG": "C",
-            "LC_ALL": "C",
-            "TZ": "UTC",
-            "HOME": account.pw_dir if account else os.environ.get("HOME", "/"),
-        }
-        return subprocess.run(
-            list(argv),
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            cwd="/" if account else None,
-            user=account.pw_uid if account else None,
-            group=account.pw_gid if account else None,
-            extra_groups=[] if account else None,
-        )
-
-    def _hand_over(self, path: Path) -> None:
-        account = self._server_account()
-        if account is not None:
-            os.chown(path, account.pw_uid, account.pw_gid)
-
     def _check_reachable(self, path: Path) -> None:
         """As root, fail early (with the fix) when the postgres user cannot reach ``path``."""
-        account = self._server_account()
-        if account is None:
-            return
-        for parent in path.parents:
-            st = parent.stat()
-            if st.st_uid == account.pw_uid:
-                ok = bool(st.st_mode & 0o100)
-            elif st.st_gid == account.pw_gid:
-                ok = bool(st.st_mode & 0o010)
-            else:
-                ok = bool(st.st_mode & 0o001)
-            if not ok:
-                raise PostgresError(
-                    f"PostgreSQL runs as user {SERVER_USER} here (we are root) and cannot enter "
-                    f"{parent}: put the cluster under a directory it can traverse "
-                    f"(e.g. chmod o+x {parent})"
-                )
+        blocked = blocked_parent(path)
+        if blocked is not None:
+            raise PostgresError(
+                f"PostgreSQL runs as user {SERVER_USER} here (we are root) and cannot enter "
+                f"{blocked}: put the cluster under a directory it can traverse "
+                f"(e.g. chmod o+x {blocked})"
+            )
 
     def _write_hba(self) -> None:
         method = "trust" if self.password is None else "scram-sha-256"
@@ -342,7 +253,7 @@ class Cluster:
             f"host    all          all  127.0.0.1/32   {method}\n"
             f"host    replication  all  127.0.0.1/32   {method}\n"
         )
-        self._hand_over(hba)
+        hand_over(hba)
 
     def _write_conf(self) -> None:
         conf = self.data_dir / "postgresql.conf"
@@ -366,11 +277,11 @@ class Cluster:
         lines = [f"{key} = {value}" for key, value in values.items()]
         target = self.data_dir / "forkstage.conf"
         target.write_text("# written by forkstage on every start\n" + "\n".join(lines) + "\n")
-        self._hand_over(target)
+        hand_over(target)
 
     def _run(self, argv: Sequence[str], *, what: str, timeout: float = 120) -> None:
         try:
-            done = self._spawn(argv, timeout=timeout)
+            done = run_as_server(argv, timeout=timeout)
         except subprocess.TimeoutExpired as exc:
             raise PostgresError(f"{what} did not finish in {timeout:.0f} s") from exc
         if done.returncode != 0:

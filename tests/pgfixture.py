@@ -20,7 +20,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from localcloud.postgres import Cluster, free_port
+from localcloud.net import free_port
+from localcloud.postgres import Cluster
 
 PASSWORD = "pw:@/?#%&= x"
 _counter = itertools.count(1)

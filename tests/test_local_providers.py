@@ -22,21 +22,15 @@ import pytest
 from tf.types import Unknown
 
 from cdk.providers.pins import CLOUDFLARE, NEON
+from cdk.providers.schema import SCHEMAS_DIR, SchemaError, load
 from forkstage.engine import run_terraform, terraform_env
 from localcloud.cloudflare import Account
 from localcloud.cloudflare import NotFound as ScriptNotFound
 from localcloud.neon import Conflict, ControlPlane, NotFound, PasswordNotStored
 from localcloud.providers.cloudflare import HyperdriveConfig
 from localcloud.providers.neon import standin as neon_standin
-from localcloud.providers.schema import (
-    SchemaError,
-    load_snapshot,
-    mark_computed_unknown,
-    normalize,
-    resolve,
-    snapshot_dir,
-)
-from localcloud.providers.server import ProviderError
+from localcloud.providers.standin import ProviderError
+from localcloud.providers.values import mark_computed_unknown, normalize, resolve
 from localcloud.registry import (
     LOCK_FILE,
     is_standin_lock,
@@ -379,7 +373,7 @@ def test_without_forkstage_home_the_provider_says_what_to_do(home: Path) -> None
 def test_a_missing_or_short_snapshot_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(SchemaError, match=r"neon\.json is missing"):
         neon_standin(tmp_path).load_schema()
-    snapshot = json.loads((snapshot_dir() / "neon.json").read_text())
+    snapshot = json.loads((SCHEMAS_DIR / "neon.json").read_text())
     del snapshot["provider_schemas"][NEON.fqn]["resource_schemas"]["neon_endpoint"]
     (tmp_path / "neon.json").write_text(json.dumps(snapshot))
     with pytest.raises(SchemaError, match="lacks neon_endpoint"):
@@ -388,7 +382,7 @@ def test_a_missing_or_short_snapshot_is_a_clear_error(tmp_path: Path) -> None:
 
 # -- value handling --------------------------------------------------------------------------------
 def test_create_plan_marks_nested_computed_attributes_unknown_and_apply_fills_them() -> None:
-    block = load_snapshot("cloudflare").resources["cloudflare_workers_script"].block
+    block = load(CLOUDFLARE).resources["cloudflare_workers_script"].block
     config = {"script_name": "w", "bindings": [{"type": "hyperdrive", "name": "H", "id": "x"}]}
     planned = mark_computed_unknown(block, normalize(block, config) or {})
     assert planned["id"] is Unknown and planned["etag"] is Unknown

@@ -25,12 +25,14 @@ from urllib.parse import quote
 import psycopg
 import pytest
 
-from localcloud.postgres import Cluster, free_port
+from localcloud.net import free_port
+from localcloud.postgres import Cluster
 from localcloud.workers import WorkerError, WorkerProcess, start_worker, stop_pid_file
 
 pytest_plugins = ["tests.pgfixture"]
 
 ROOT = Path(__file__).resolve().parents[1]
+NODE_MODULES = ROOT / "node_modules"
 BUNDLE = ROOT / "worker" / "dist" / "index.js"
 MIGRATION = ROOT / "migrations" / "0001_create_notes.sql"
 # URL-special characters: proves the password reaches PostgreSQL intact through Miniflare's
@@ -106,6 +108,7 @@ def _serve(
         hyperdrive={"HYPERDRIVE": db.url} if db else {},
         log_path=run_dir / f"{name}.log",
         pid_path=run_dir / f"{name}.pid",
+        node_modules=NODE_MODULES,
         **kwargs,
     )
     workers.append(worker)
@@ -399,6 +402,7 @@ def test_bad_connection_string_is_refused_without_echoing_it(
             hyperdrive={"HYPERDRIVE": url},
             log_path=run_dir / "bad.log",
             pid_path=run_dir / "bad.pid",
+            node_modules=NODE_MODULES,
         )
     assert message in str(caught.value)
     assert str(caught.value).startswith("Hyperdrive binding HYPERDRIVE: ")
@@ -417,6 +421,7 @@ def test_bad_binding_name_and_port_are_refused(run_dir: Path) -> None:
             port=port,
             log_path=run_dir / "b.log",
             pid_path=run_dir / "b.pid",
+            node_modules=NODE_MODULES,
         )
 
     with pytest.raises(WorkerError, match=r"binding name 'MY-VAR' must be a JavaScript identifier"):

@@ -11,13 +11,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from localcloud.postgres import (
-    Cluster,
-    PostgresError,
-    PostgresNotInstalled,
-    find_bindir,
-    free_port,
-)
+from localcloud.net import free_port
+from localcloud.postgres import Cluster, PostgresError, PostgresNotInstalled, find_bindir
 
 
 @pytest.fixture

@@ -1,7 +1,9 @@
 """Read a ``terraform providers schema -json`` snapshot into a small typed model.
 
-Codegen, the snapshot checks and the offline stand-in providers all read the snapshots; one
-parser keeps them agreeing on what an attribute's type and flags mean.
+Codegen, the snapshot checks and the offline stand-in providers (``localcloud.providers``) all
+read the snapshots; one parser keeps them agreeing on what an attribute's type and flags mean.
+The model keeps every field Terraform's JSON has for the pinned providers (description kinds
+and deprecation included), so a stand-in can serve the schema back exactly as Terraform showed it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class Attribute:
     write_only: bool
     deprecated: bool
     description: str
+    description_kind: str = "plain"  # plain | markdown
 
     @property
     def is_input(self) -> bool:
@@ -58,6 +61,16 @@ class Block:
     attributes: tuple[Attribute, ...]
     block_types: tuple[BlockType, ...]
     description: str
+    description_kind: str = "plain"  # plain | markdown
+    deprecated: bool = False
+
+    def attribute(self, name: str) -> Attribute | None:
+        return next((a for a in self.attributes if a.name == name), None)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every attribute and nested block name: the keys of an object of this block."""
+        return tuple(a.name for a in self.attributes) + tuple(b.name for b in self.block_types)
 
 
 @dataclass(frozen=True)
@@ -74,8 +87,9 @@ class ProviderSchema:
     data_sources: dict[str, Schema]
 
 
-def snapshot_path(pin: ProviderPin) -> Path:
-    return SCHEMAS_DIR / f"{pin.name}.json"
+def snapshot_path(pin: ProviderPin, folder: Path | None = None) -> Path:
+    """``<folder>/<name>.json``; the committed snapshots by default."""
+    return (folder or SCHEMAS_DIR) / f"{pin.name}.json"
 
 
 def dump_snapshot(doc: dict[str, Any]) -> str:
@@ -84,7 +98,17 @@ def dump_snapshot(doc: dict[str, Any]) -> str:
 
 
 def load(pin: ProviderPin, path: Path | None = None) -> ProviderSchema:
-    doc = json.loads((path or snapshot_path(pin)).read_text())
+    path = path or snapshot_path(pin)
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SchemaError(
+            f"schema snapshot {path} is missing: `forkstage providers refresh {pin.name}` writes it"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise SchemaError(f"schema snapshot {path} is not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise SchemaError(f"schema snapshot {path} is not `providers schema -json` output")
     return parse(doc, pin)
 
 
@@ -125,7 +149,13 @@ def _block(raw: dict[str, Any], where: str) -> Block:
         )
         for n, b in sorted(raw.get("block_types", {}).items())
     )
-    return Block(attributes=attrs, block_types=blocks, description=raw.get("description", ""))
+    return Block(
+        attributes=attrs,
+        block_types=blocks,
+        description=raw.get("description", ""),
+        description_kind=raw.get("description_kind", "plain"),
+        deprecated=bool(raw.get("deprecated")),
+    )
 
 
 def _mode(mode: str, where: str, allowed: tuple[str, ...]) -> str:
@@ -161,6 +191,7 @@ def _attribute(name: str, raw: dict[str, Any], where: str) -> Attribute:
         write_only=bool(raw.get("write_only")),
         deprecated=bool(raw.get("deprecated")),
         description=raw.get("description", ""),
+        description_kind=raw.get("description_kind", "plain"),
     )
     flags = (attr.required, attr.optional, attr.computed)
     valid = flags in ((True, False, False), (False, True, False), (False, False, True))

@@ -17,10 +17,10 @@ from typing import Any, ClassVar
 from cdk.providers.pins import CLOUDFLARE
 from localcloud.cloudflare import Account, CloudflareError, NotFound
 from localcloud.neon import HOST_SUFFIX
-from localcloud.providers.schema import Value
-from localcloud.providers.server import ProviderError, Resource, StandIn, known, serve
+from localcloud.providers.server import serve
+from localcloud.providers.standin import ProviderError, Resource, StandIn
+from localcloud.providers.values import Value, known
 
-ADDRESS = CLOUDFLARE.fqn
 _HYPERDRIVE_SETTINGS = ("name", "origin", "caching", "mtls", "origin_connection_limit")
 _SCRIPT_SETTINGS = (
     "main_module",
@@ -189,8 +189,7 @@ class WorkersScript(Resource):
 
 def standin(schema_dir: Path | None = None) -> StandIn:
     return StandIn(
-        snapshot="cloudflare",
-        address=ADDRESS,
+        pin=CLOUDFLARE,
         resources={
             "cloudflare_hyperdrive_config": HyperdriveConfig,
             "cloudflare_workers_script": WorkersScript,

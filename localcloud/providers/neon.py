@@ -14,17 +14,9 @@ from typing import Any, ClassVar
 
 from cdk.providers.pins import NEON
 from localcloud.neon import PROXY_HOST, ControlPlane, Endpoint, NeonError, NotFound, Project
-from localcloud.providers.schema import Value
-from localcloud.providers.server import (
-    DataSource,
-    ProviderError,
-    Resource,
-    StandIn,
-    known,
-    serve,
-)
-
-ADDRESS = NEON.fqn
+from localcloud.providers.server import serve
+from localcloud.providers.standin import DataSource, ProviderError, Resource, StandIn
+from localcloud.providers.values import Value, known
 
 
 def _fail(exc: NeonError, what: str) -> ProviderError:
@@ -292,8 +284,7 @@ def standin(schema_dir: Path | None = None) -> StandIn:
         return ControlPlane(home)
 
     return StandIn(
-        snapshot="neon",
-        address=ADDRESS,
+        pin=NEON,
         resources={
             "neon_project": ProjectResource,
             "neon_branch": BranchResource,
