@@ -85,7 +85,6 @@ def ensure_running(backend: BackendSettings, home: Path) -> None:
         argv = [
             sys.executable,
             "-m",
-            "forkstage",
             "backend",
             "serve",
             "--host",
@@ -94,6 +93,8 @@ def ensure_running(backend: BackendSettings, home: Path) -> None:
             str(parts.port or 4599),
             "--data",
             str(data_dir(home)),
+            "--bucket",
+            backend.bucket,
         ]
         with open(log, "ab") as out:
             proc = subprocess.Popen(

@@ -78,29 +78,39 @@ def stage_env(
     }
 
 
+def backend_client(backend: BackendSettings, home: Path) -> Any:
+    """A boto3 S3 client for the backend bucket with ``admin_env``'s credentials.
+
+    The one way the wrapper reaches its state: guards, reports and ``forkstage backend
+    versions|rollback`` all see the endpoint, bucket and key that ``deploy`` uses.
+    """
+    import boto3
+    from botocore.config import Config
+
+    creds = admin_env(backend, home)
+    return boto3.client(
+        "s3",
+        endpoint_url=backend.endpoint or None,
+        region_name=backend.region,
+        aws_access_key_id=creds.get("AWS_ACCESS_KEY_ID"),
+        aws_secret_access_key=creds.get("AWS_SECRET_ACCESS_KEY"),
+        aws_session_token=creds.get("AWS_SESSION_TOKEN"),
+        config=Config(
+            # path style for the embedded server, R2 and other S3 APIs; AWS picks its own
+            s3={"addressing_style": "path"} if backend.endpoint else {},
+            retries={"max_attempts": 2},
+            connect_timeout=5,
+            read_timeout=30,
+        ),
+    )
+
+
 class StateReader:
     """boto3 access to the backend bucket with admin credentials."""
 
     def __init__(self, backend: BackendSettings, home: Path) -> None:
-        import boto3
-        from botocore.config import Config
-
         self.backend = backend
-        creds = admin_env(backend, home)
-        self.client = boto3.client(
-            "s3",
-            endpoint_url=backend.endpoint or None,
-            region_name=backend.region,
-            aws_access_key_id=creds.get("AWS_ACCESS_KEY_ID"),
-            aws_secret_access_key=creds.get("AWS_SECRET_ACCESS_KEY"),
-            aws_session_token=creds.get("AWS_SESSION_TOKEN"),
-            config=Config(
-                s3={"addressing_style": "path"},
-                retries={"max_attempts": 2},
-                connect_timeout=5,
-                read_timeout=30,
-            ),
-        )
+        self.client = backend_client(backend, home)
 
     def _error_code(self, exc: Exception) -> str:
         response = getattr(exc, "response", None) or {}

@@ -22,6 +22,7 @@ from backend import credentials
 from backend.credentials import Credential
 from backend.server import StateServer, make_server, serve_in_thread
 from forkstage.engine import run_terraform, terraform_env
+from localcloud.net import free_port as free_port  # re-exported: the tests import it from here
 
 BUCKET = "forkstage-state"
 STATE_KEY = "forkstage/terraform.tfstate"
@@ -199,12 +200,6 @@ def terraform_dir(tmp_path: Path) -> Callable[..., TerraformDir]:
 # -- subprocess server (for kill -9) -------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def start_cli_server(data_dir: Path, port: int, *extra: str) -> subprocess.Popen[str]:
     """``forkstage backend serve`` as a child process; returns once it accepts connections."""
     proc = subprocess.Popen(
@@ -315,7 +310,7 @@ def raw_request(
         payload_hash=payload_hash,
     )
     signed.update(send_headers or {})
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
     try:
         conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
         if not any(k.lower() == "host" for k in signed):

@@ -7,23 +7,41 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import boto3
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from conftest import BUCKET, Running, free_port
 
 from backend import credentials
-from backend.cli import backend
+from forkstage.cli import main
 
 KEY = "env:/staging/forkstage/terraform.tfstate"
-NO_AWS_ENV = {"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None, "AWS_SESSION_TOKEN": None}
+# Nothing of the caller's reaches these commands: no AWS keys, profiles or config files, no
+# backend overrides; each test says which backend it means.
+NO_AWS_ENV: dict[str, str | None] = {
+    "AWS_ACCESS_KEY_ID": None,
+    "AWS_SECRET_ACCESS_KEY": None,
+    "AWS_SESSION_TOKEN": None,
+    "AWS_PROFILE": None,
+    "AWS_CONFIG_FILE": "/nonexistent/aws-config",
+    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": None,
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI": None,
+    "FORKSTAGE_BACKEND_KIND": None,
+    "FORKSTAGE_BACKEND_ENDPOINT": None,
+    "FORKSTAGE_BACKEND_BUCKET": None,
+    "FORKSTAGE_STATE_ACCESS_KEY_ID": None,
+    "FORKSTAGE_STATE_SECRET_ACCESS_KEY": None,
+}
 
 
-def invoke(*args: str, env: dict[str, str | None] | None = None):  # type: ignore[no-untyped-def]
-    return CliRunner().invoke(backend, list(args), env={**NO_AWS_ENV, **(env or {})})
+def invoke(*args: str, env: Mapping[str, str | None] | None = None) -> Result:
+    """``forkstage backend <args>``, errors mapped by the CLI as for a user."""
+    return CliRunner().invoke(main, ["backend", *args], env={**NO_AWS_ENV, **(env or {})})
 
 
 def test_credentials_command(tmp_path: Path) -> None:
@@ -80,28 +98,33 @@ def _states(running: Running) -> list[str]:
 
 def test_versions_and_rollback(state_server: Running) -> None:
     ids = _states(state_server)
-    common = ["--endpoint", state_server.endpoint, "--data", str(state_server.data_dir)]
-    listed = invoke("versions", "--stage", "staging", *common, "--json")
+    # the embedded backend of FORKSTAGE_HOME, at the server's port: its admin key is found there
+    home = {"FORKSTAGE_HOME": str(state_server.data_dir.parent)}
+    common = ["--endpoint", state_server.endpoint]
+
+    listed = invoke("versions", "--stage", "staging", *common, "--json", env=home)
     assert listed.exit_code == 0, listed.output
     versions = json.loads(listed.output)["versions"]
     assert [v["version_id"] for v in versions] == ids[::-1]
     assert [v["serial"] for v in versions] == [3, 2, 1]
     assert [v["latest"] for v in versions] == [True, False, False]
-    table = invoke("versions", "--stage", "staging", *common)
+    table = invoke("versions", "--stage", "staging", *common, env=home)
     assert table.output.splitlines()[0].split()[:2] == ["VERSION", "ID"]
     assert ids[0] in table.output
 
     s3 = state_server.client()
     s3.put_object(Bucket=BUCKET, Key=KEY + ".tflock", Body=b'{"ID": "x"}')
-    locked = invoke("rollback", "--stage", "staging", "--version", ids[0], *common)
+    locked = invoke("rollback", "--stage", "staging", "--version", ids[0], *common, env=home)
     assert locked.exit_code == 3 and "locked" in locked.output
     assert json.loads(s3.get_object(Bucket=BUCKET, Key=KEY)["Body"].read())["serial"] == 3
     s3.delete_object(Bucket=BUCKET, Key=KEY + ".tflock")
 
-    missing = invoke("rollback", "--stage", "staging", "--version", "nope", *common)
+    missing = invoke("rollback", "--stage", "staging", "--version", "nope", *common, env=home)
     assert missing.exit_code == 2 and "no version" in missing.output
 
-    done = invoke("rollback", "--stage", "staging", "--version", ids[0], *common, "--json")
+    done = invoke(
+        "rollback", "--stage", "staging", "--version", ids[0], *common, "--json", env=home
+    )
     assert done.exit_code == 0, done.output
     result = json.loads(done.output)
     restored = json.loads(s3.get_object(Bucket=BUCKET, Key=KEY)["Body"].read())
@@ -113,17 +136,21 @@ def test_versions_and_rollback(state_server: Running) -> None:
 
 def test_versions_with_env_credentials_and_no_server(tmp_path: Path) -> None:
     unreachable = f"http://127.0.0.1:{free_port()}"
+    s3_backend = {
+        "FORKSTAGE_BACKEND_KIND": "s3",
+        "FORKSTAGE_BACKEND_ENDPOINT": unreachable,
+        "FORKSTAGE_HOME": str(tmp_path / "empty"),
+    }
     out = invoke(
         "versions",
         "--stage",
         "staging",
-        "--endpoint",
-        unreachable,
-        env={"AWS_ACCESS_KEY_ID": "AKIA", "AWS_SECRET_ACCESS_KEY": "s"},
+        env={**s3_backend, "AWS_ACCESS_KEY_ID": "AKIA", "AWS_SECRET_ACCESS_KEY": "s"},
     )
     assert out.exit_code == 1 and "cannot reach" in out.output
-    none = invoke("versions", "--stage", "staging", "--data", str(tmp_path / "empty"))
+    none = invoke("versions", "--stage", "staging", env=s3_backend)
     assert none.exit_code == 2 and "no credentials" in none.output
+    assert not (tmp_path / "empty").exists()
 
 
 def test_serve_prints_endpoint_logs_requests_and_stops(tmp_path: Path) -> None:
@@ -162,6 +189,14 @@ def test_serve_prints_endpoint_logs_requests_and_stops(tmp_path: Path) -> None:
         s3.put_object(Bucket=BUCKET, Key="env:/staging/x", Body=b"1")
         busy = invoke("serve", "--port", "0", "--data", str(data))
         assert busy.exit_code == 3 and "already using" in busy.output
+        alone = subprocess.run(
+            [sys.executable, "-m", "backend", "serve", "--port", "0", "--data", str(data)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert alone.returncode == 3
+        assert alone.stderr == f"error: another state server is already using {data}\n"
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=10)
@@ -176,6 +211,28 @@ def test_serve_rejects_bad_options(tmp_path: Path) -> None:
     half = invoke("serve", "--tls-cert", __file__, "--data", str(tmp_path))
     assert half.exit_code == 2 and "--tls-key" in half.output
     assert invoke("serve", "--retain", "0", "--data", str(tmp_path)).exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--tls-cert", __file__], "--tls-cert and --tls-key go together: give both or neither"),
+        (["--retain", "0"], "--retain must be at least 1"),
+        (["--port", "70000"], "--port must be between 0 and 65535"),
+        (["--bucket", "Bad_Bucket"], "invalid bucket name 'Bad_Bucket'"),
+    ],
+)
+def test_module_serve_rejects_bad_options(tmp_path: Path, args: list[str], message: str) -> None:
+    """``python -m backend serve``: same checks, one ``error:`` line, exit 2, nothing written."""
+    data = tmp_path / "state"
+    done = subprocess.run(
+        [sys.executable, "-m", "backend", "serve", "--data", str(data), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", f"error: {message}\n")
+    assert not data.exists()
 
 
 @pytest.fixture
