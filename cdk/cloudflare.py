@@ -1,15 +1,23 @@
-"""Cloudflare: a stage's Hyperdrive config in front of its branch, and its Worker."""
+"""Cloudflare: a stage's Hyperdrive config in front of its branch, and its Worker.
+
+Names default to ``<app>-<id>-<stage>``, the account id and compatibility date to the stack's
+settings (``ForkstageStack.of``); the provider block is declared by the first construct.
+"""
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 from cdktf import ITerraformDependable
 from constructs import Construct
 
+from cdk.postgres import PostgresOrigin
 from cdk.providers.generated import cloudflare
+from cdk.stack import ForkstageStack
+
+__all__ = ["Hyperdrive", "PostgresOrigin", "Worker", "terraform_literal"]
 
 
 def terraform_literal(text: str) -> str:
@@ -21,36 +29,34 @@ def terraform_literal(text: str) -> str:
     return text.replace("${", "$${").replace("%{", "%%{")
 
 
-@dataclass(frozen=True)
-class PostgresOrigin:
-    """Where Hyperdrive connects: the branch endpoint's direct host and the owner role."""
-
-    host: str
-    database: str
-    user: str
-    password: str
-    port: int = 5432
+def _stack(scope: Construct) -> ForkstageStack:
+    stack = ForkstageStack.of(scope)
+    stack.use_provider("cloudflare", cloudflare.CloudflareProvider)
+    return stack
 
 
 class Hyperdrive(Construct):
-    """A Hyperdrive config whose origin is one stage's branch."""
+    """A Hyperdrive config in front of ``origin``; it waits for what the origin waits for."""
 
     def __init__(
         self,
         scope: Construct,
         id_: str,
         *,
-        account_id: str,
-        name: str,
         origin: PostgresOrigin,
-        depends_on: list[ITerraformDependable] | None = None,
+        name: str | None = None,
+        account_id: str | None = None,
+        depends_on: Sequence[ITerraformDependable] = (),
     ) -> None:
+        stack = _stack(scope)
         super().__init__(scope, id_)
+        self.origin = origin
+        waits_for = [*origin.depends_on, *depends_on]
         self.config = cloudflare.HyperdriveConfig(
             self,
             "config",
-            account_id=account_id,
-            name=name,
+            account_id=account_id or stack.settings.cloudflare_account_id,
+            name=name or stack.resource_name(id_),
             origin={
                 "scheme": "postgresql",
                 "host": origin.host,
@@ -59,7 +65,7 @@ class Hyperdrive(Construct):
                 "user": origin.user,
                 "password": origin.password,
             },
-            depends_on=depends_on,
+            depends_on=waits_for or None,
         )
 
     @property
@@ -75,25 +81,27 @@ class Worker(Construct):
         scope: Construct,
         id_: str,
         *,
-        account_id: str,
-        script_name: str,
         source: Path,
         hyperdrive: Hyperdrive,
-        compatibility_date: str,
+        script_name: str | None = None,
+        account_id: str | None = None,
+        compatibility_date: str | None = None,
         binding_name: str = "HYPERDRIVE",
     ) -> None:
+        stack = _stack(scope)
         super().__init__(scope, id_)
+        settings = stack.settings
         code = source.read_text()
         self.content_sha256 = hashlib.sha256(code.encode()).hexdigest()
         self.module_name = source.name
         self.script = cloudflare.WorkersScript(
             self,
             "script",
-            account_id=account_id,
-            script_name=script_name,
+            account_id=account_id or settings.cloudflare_account_id,
+            script_name=script_name or stack.resource_name(id_),
             content=terraform_literal(code),
             main_module=source.name,
-            compatibility_date=compatibility_date,
+            compatibility_date=compatibility_date or settings.compatibility_date,
             compatibility_flags=["nodejs_compat"],
             bindings=[{"type": "hyperdrive", "name": binding_name, "id": hyperdrive.id}],
         )

@@ -26,6 +26,7 @@ from cdktf import (
 )
 from constructs import Construct
 
+from cdk.stack import FormerScope
 from cdk.terraform_data import TerraformData
 
 URL_ENV = "FORKSTAGE_MIGRATE_DATABASE_URL"
@@ -59,7 +60,12 @@ def _url_part(value: str) -> str:
 
 
 class BranchMigrations(Construct):
-    """Apply ``directory`` to one branch database whenever its content or endpoint changes."""
+    """Apply ``directory`` to one branch database whenever its content or endpoint changes.
+
+    ``former_scope``: where this step lived before it moved (see ``ForkstageStack.former_scope``);
+    its step and its copy of the folder keep the addresses they had there, so a deployed stage
+    neither re-runs its migrations nor plans a change.
+    """
 
     def __init__(
         self,
@@ -75,14 +81,19 @@ class BranchMigrations(Construct):
         sslmode: str = "require",
         depends_on: Sequence[ITerraformDependable] | None = None,
         executable: str = "forkstage",
+        former_scope: FormerScope | None = None,
     ) -> None:
         super().__init__(scope, id_)
         self.directory = Path(directory).resolve()
         self.content_hash = directory_digest(self.directory)
         # Copied into the synthesized stack (assets/...), so the config runs wherever it is
         # applied: the provisioner's working directory is the stack's folder.
+        # The asset's folder (assets/<its logical id>/<hash>) is named after its place in the tree.
         self.asset = TerraformAsset(
-            self, "files", path=str(self.directory), type=AssetType.DIRECTORY
+            former_scope.scope if former_scope else self,
+            "files",
+            path=str(self.directory),
+            type=AssetType.DIRECTORY,
         )
         url = (
             "postgresql://"
@@ -117,3 +128,5 @@ class BranchMigrations(Construct):
             ],
             depends_on=depends_on,
         )
+        if former_scope is not None:
+            self.resource.override_logical_id(former_scope.logical_id("run"))

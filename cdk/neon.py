@@ -1,20 +1,25 @@
 """Neon: the owned project, the reference to another stage's project, and a stage's branch.
 
 ``NeonProject`` (owner stages) and ``NeonProjectRef`` (referencing stages) expose the same
-attributes, so the stack wires a branch to either without knowing which it got. The output names
-the owner writes and the reference reads come from one table, so they cannot drift apart.
+attributes, so a branch is wired to either without knowing which it got: a PR stage differs only
+in the project line. The output names the owner writes and the reference reads come from one
+table, so they cannot drift apart. Names, region and version default to the stack's settings.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from functools import cached_property
+from pathlib import Path
+from typing import Literal, Protocol
 
 from cdktf import TerraformOutput
 from constructs import Construct
 
+from cdk.migrations import BranchMigrations
+from cdk.postgres import PostgresOrigin
 from cdk.providers.generated import neon
 from cdk.refs import StageRef
-from cdk.settings import BackendSettings
+from cdk.stack import ForkstageStack
 
 # attribute -> output name; written by NeonProject, read by NeonProjectRef.
 PROJECT_OUTPUTS: dict[str, str] = {
@@ -28,6 +33,13 @@ BRANCH_OUTPUTS: dict[str, str] = {
     "id": "neon_branch_id",
     "host": "neon_endpoint_host",
 }
+POSTGRES_PORT = 5432
+
+
+def _stack(scope: Construct) -> ForkstageStack:
+    stack = ForkstageStack.of(scope)
+    stack.use_provider("neon", neon.NeonProvider)
+    return stack
 
 
 class ProjectLike(Protocol):
@@ -37,7 +49,9 @@ class ProjectLike(Protocol):
     def id(self) -> str: ...
 
     @property
-    def default_branch_id(self) -> str: ...
+    def fork_parent_id(self) -> str:
+        """The branch a new stage branch forks from."""
+        ...
 
     @property
     def database_name(self) -> str: ...
@@ -47,84 +61,117 @@ class ProjectLike(Protocol):
 
 
 class NeonProject(Construct):
-    """A Neon project this stage owns, creates and (eventually) destroys."""
+    """A Neon project this stage owns, creates and (eventually) destroys; it publishes itself."""
 
     def __init__(
         self,
         scope: Construct,
         id_: str,
         *,
-        name: str,
-        region_id: str,
-        pg_version: int,
+        name: str | None = None,
+        region_id: str | None = None,
+        pg_version: int | None = None,
         database_name: str = "app",
         role_name: str = "app_owner",
     ) -> None:
+        stack = _stack(scope)
         super().__init__(scope, id_)
+        settings = stack.settings
         # store_password: branches read their role password through a data source later.
         self.resource = neon.Project(
             self,
             "project",
-            name=name,
-            region_id=region_id,
-            pg_version=pg_version,
+            name=name or stack.resource_name(id_),
+            region_id=region_id or settings.neon_region,
+            pg_version=pg_version or settings.neon_pg_version,
             store_password="yes",
             branch={"name": "main", "database_name": database_name, "role_name": role_name},
         )
         for attr, output in PROJECT_OUTPUTS.items():
             TerraformOutput(self, output, value=getattr(self, attr), static_id=True)
 
-    @property
+    @cached_property
     def id(self) -> str:
         return self.resource.id
 
-    @property
+    @cached_property
     def default_branch_id(self) -> str:
         return self.resource.default_branch_id
 
     @property
+    def fork_parent_id(self) -> str:
+        return self.default_branch_id
+
+    @cached_property
     def database_name(self) -> str:
         return self.resource.database_name
 
-    @property
+    @cached_property
     def database_user(self) -> str:
         return self.resource.database_user
 
 
 class NeonProjectRef(Construct):
-    """A project owned by another stage, read from that stage's state: no project API call."""
+    """The project stage ``stage`` owns, read from its state: no project API call.
+
+    The read is guarded like the rest of the stack (it fails the plan in a wrong workspace).
+    ``fork_from`` (default: ``neon.fork_from`` in the settings) picks what a branch forks from:
+    "owner-branch" is the owner stage's own branch (its rows and migration history), "default"
+    the project's default branch.
+    """
 
     def __init__(
-        self, scope: Construct, id_: str, *, owner_stage: str, backend: BackendSettings
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        stage: str,
+        fork_from: Literal["default", "owner-branch"] | None = None,
     ) -> None:
+        stack = _stack(scope)
         super().__init__(scope, id_)
-        self.owner_stage = owner_stage
-        self.ref = StageRef(self, "owner", stage=owner_stage, backend=backend)
+        self.owner_stage = stage
+        self.fork_from = fork_from or stack.settings.fork_from
+        self.ref = StageRef(
+            self,
+            "owner",
+            stage=stage,
+            backend=stack.settings.backend,
+            guard=stack.guard,
+        )
 
-    @property
+    @cached_property
     def id(self) -> str:
         return self.ref.get_string(PROJECT_OUTPUTS["id"])
 
-    @property
+    @cached_property
     def default_branch_id(self) -> str:
         return self.ref.get_string(PROJECT_OUTPUTS["default_branch_id"])
 
+    @cached_property
+    def owner_branch_id(self) -> str:
+        """The owner stage's own branch (what ``fork_from = "owner-branch"`` forks)."""
+        return self.ref.get_string(BRANCH_OUTPUTS["id"])
+
     @property
+    def fork_parent_id(self) -> str:
+        return self.owner_branch_id if self.fork_from == "owner-branch" else self.default_branch_id
+
+    @cached_property
     def database_name(self) -> str:
         return self.ref.get_string(PROJECT_OUTPUTS["database_name"])
 
-    @property
+    @cached_property
     def database_user(self) -> str:
         return self.ref.get_string(PROJECT_OUTPUTS["database_user"])
 
-    @property
-    def owner_branch_id(self) -> str:
-        """The owner stage's own branch, for ``fork_from = "owner-branch"``."""
-        return self.ref.get_string(BRANCH_OUTPUTS["id"])
-
 
 class NeonBranch(Construct):
-    """A stage's own copy-on-write branch with a read-write endpoint and its role password."""
+    """A stage's own copy-on-write branch: endpoint, role password and, given a folder, migrations.
+
+    ``origin`` is what a client such as Hyperdrive needs, including the migrations step to wait
+    for. The branch publishes its id and host (a referencing stage may fork from it).
+    """
 
     def __init__(
         self,
@@ -132,41 +179,57 @@ class NeonBranch(Construct):
         id_: str,
         *,
         project: ProjectLike,
-        name: str,
+        name: str | None = None,
         parent_id: str | None = None,
+        migrations_dir: Path | None = None,
     ) -> None:
+        stack = _stack(scope)
         super().__init__(scope, id_)
         self.project = project
         self.branch = neon.Branch(
             self,
             "branch",
             project_id=project.id,
-            name=name,
-            parent_id=parent_id if parent_id is not None else project.default_branch_id,
+            name=name or stack.resource_name(id_),
+            parent_id=parent_id if parent_id is not None else project.fork_parent_id,
         )
         self.endpoint = neon.Endpoint(
-            self, "endpoint", project_id=project.id, branch_id=self.branch.id, type="read_write"
+            self, "endpoint", project_id=project.id, branch_id=self.id, type="read_write"
         )
         self.role_password = neon.DataNeonBranchRolePassword(
             self,
             "role_password",
             project_id=project.id,
-            branch_id=self.branch.id,
-            role_name=project.database_user,
+            branch_id=self.id,
+            role_name=self.role_name,
         )
         for attr, output in BRANCH_OUTPUTS.items():
             TerraformOutput(self, output, value=getattr(self, attr), static_id=True)
+        self.migrations: BranchMigrations | None = None
+        if migrations_dir is not None:
+            # It used to be the stack's "migrations"; the first branch keeps that address.
+            self.migrations = BranchMigrations(
+                self,
+                "migrations",
+                host=self.host,
+                port=POSTGRES_PORT,
+                database=self.database_name,
+                role=self.role_name,
+                password=self.password,
+                directory=migrations_dir,
+                former_scope=stack.former_scope("migrations"),
+            )
 
-    @property
+    @cached_property
     def id(self) -> str:
         return self.branch.id
 
-    @property
+    @cached_property
     def host(self) -> str:
         """The endpoint's direct host (Hyperdrive must not go through Neon's pooler)."""
         return self.endpoint.host
 
-    @property
+    @cached_property
     def password(self) -> str:
         return self.role_password.password
 
@@ -177,3 +240,15 @@ class NeonBranch(Construct):
     @property
     def role_name(self) -> str:
         return self.project.database_user
+
+    @property
+    def origin(self) -> PostgresOrigin:
+        """Host, port, database, owner role and password; ready once migrations have run."""
+        return PostgresOrigin(
+            host=self.host,
+            port=POSTGRES_PORT,
+            database=self.database_name,
+            user=self.role_name,
+            password=self.password,
+            depends_on=(self.migrations.resource,) if self.migrations else (),
+        )

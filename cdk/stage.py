@@ -73,12 +73,6 @@ def physical_name(
     return clean[: limit - len(suffix) - 1].rstrip("-_") + separator + suffix
 
 
-# Provider naming rules (documented limits; the stricter one where docs disagree).
-NEON_BRANCH_LIMIT = 63
-WORKER_SCRIPT_LIMIT = 63
-HYPERDRIVE_LIMIT = 63
-
-
 @dataclass(frozen=True)
 class Stage:
     """One deployment stage and how it relates to the owner stage."""
@@ -109,5 +103,8 @@ class Stage:
         return self.name
 
     def resource_name(self, app: str, id_: str, *, limit: int = 63) -> str:
-        """``<app>-<id>-<stage>``, provider-safe: Neon branch, Worker script, Hyperdrive."""
+        """``<app>-<id>-<stage>``, provider-safe: Neon project and branch, Worker, Hyperdrive.
+
+        63 characters: the strictest of their documented limits.
+        """
         return physical_name(app, id_, self.name, limit=limit)

@@ -1,96 +1,40 @@
 """The app: one ``AppStack`` class for every stage (the seed's NeonDb + Hyperdrive + Api).
 
-A referencing stage differs only in what it is given: a ``NeonProjectRef`` instead of a
-``NeonProject``. Everything below the project line is the same for every stage.
+A referencing stage differs only in its project line: a ``NeonProjectRef`` to the owner's
+project instead of a ``NeonProject``. Everything below that line is the same for every stage.
 """
 
 from __future__ import annotations
 
-from cdktf import App, TerraformOutput, TerraformStack
+from cdktf import App
 from constructs import Construct
 
-from cdk.backend import add_s3_backend
-from cdk.cloudflare import Hyperdrive, PostgresOrigin, Worker
-from cdk.guard import WorkspaceGuard
-from cdk.migrations import BranchMigrations
-from cdk.neon import NeonBranch, NeonProject, NeonProjectRef, ProjectLike
-from cdk.providers.generated.cloudflare import CloudflareProvider
-from cdk.providers.generated.neon import NeonProvider
+from cdk.cloudflare import Hyperdrive, Worker
+from cdk.neon import NeonBranch, NeonProject, NeonProjectRef
 from cdk.settings import Settings
+from cdk.stack import ForkstageStack
 from cdk.stage import Stage
 
-# Stage outputs every stage publishes (names pinned: `forkstage outputs/summary` read them).
-STAGE_OUTPUTS = ("hyperdrive_id", "worker_name", "stage")
 
-
-class AppStack(TerraformStack):
+class AppStack(ForkstageStack):
     """Everything one stage deploys."""
 
     def __init__(self, scope: Construct, *, stage: Stage, settings: Settings) -> None:
-        super().__init__(scope, stage.stack_id)
-        self.stage = stage
-        add_s3_backend(self, settings.backend)
-        guard = WorkspaceGuard(self, "workspace", workspace=stage.workspace)
-        NeonProvider(self, "neon")
-        CloudflareProvider(self, "cloudflare")
-
-        project: ProjectLike
-        parent_id: str | None = None
-        if stage.is_referencing and stage.owner:
-            ref = NeonProjectRef(self, "db", owner_stage=stage.owner, backend=settings.backend)
-            guard.protect(ref.ref.remote_state)
-            if settings.fork_from == "owner-branch":
-                parent_id = ref.owner_branch_id
-            project = ref
-        else:
-            project = NeonProject(
-                self,
-                "db",
-                name=stage.resource_name(settings.app, "db"),
-                region_id=settings.neon_region,
-                pg_version=settings.neon_pg_version,
-            )
+        super().__init__(scope, stage=stage, settings=settings)
+        project = (
+            NeonProjectRef(self, "db", stage=settings.owner_stage)
+            if stage.is_referencing
+            else NeonProject(self, "db")
+        )
         branch = NeonBranch(
-            self,
-            "branch",
-            project=project,
-            name=stage.resource_name(settings.app, "branch"),
-            parent_id=parent_id,
+            self, "branch", project=project, migrations_dir=settings.migrations_path
         )
-        migrations = BranchMigrations(
-            self,
-            "migrations",
-            host=branch.host,
-            database=branch.database_name,
-            role=branch.role_name,
-            password=branch.password,
-            directory=settings.migrations_path,
-        )
-        hyperdrive = Hyperdrive(
-            self,
-            "hyperdrive",
-            account_id=settings.cloudflare_account_id,
-            name=stage.resource_name(settings.app, "hyperdrive"),
-            origin=PostgresOrigin(
-                host=branch.host,
-                database=branch.database_name,
-                user=branch.role_name,
-                password=branch.password,
-            ),
-            depends_on=[migrations.resource],
-        )
+        hyperdrive = Hyperdrive(self, "hyperdrive", origin=branch.origin)
         worker = Worker(
-            self,
-            "api",
-            account_id=settings.cloudflare_account_id,
-            script_name=stage.resource_name(settings.app, "api"),
-            source=settings.worker_path / "dist" / "index.js",
-            hyperdrive=hyperdrive,
-            compatibility_date=settings.compatibility_date,
+            self, "api", source=settings.worker_path / "dist" / "index.js", hyperdrive=hyperdrive
         )
-        TerraformOutput(self, "hyperdrive_id", value=hyperdrive.id, static_id=True)
-        TerraformOutput(self, "worker_name", value=worker.name, static_id=True)
-        TerraformOutput(self, "stage", value=stage.name, static_id=True)
+        self.output("hyperdrive_id", hyperdrive.id)
+        self.output("worker_name", worker.name)
 
 
 def stages_to_synth(

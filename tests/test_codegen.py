@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
@@ -21,6 +22,8 @@ from cdk.providers import codegen, refresh
 from cdk.providers import schema as sch
 from cdk.providers.generated import cloudflare, neon
 from cdk.providers.pins import CLOUDFLARE, NEON, PINS, ProviderPin
+from forkstage.cli import main as cli_main
+from forkstage.commands.providers import direct_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -534,16 +537,17 @@ def test_refresh_fails_in_one_line_when_init_cannot_install(tmp_path):
     )
     out = tmp_path / "neon.json"
     with pytest.raises(refresh.RefreshError) as err:
-        refresh.refresh(pin, out)
+        refresh.refresh(pin, direct_engine(tmp_path / "home"), out)
     message = str(err.value)
     assert message.startswith("terraform init could not install kislerdm/neon 0.15.0 (")
     assert "\n" not in message
     assert not out.exists()
 
 
-def test_refresh_cli_rejects_unknown_provider(capsys):
-    assert refresh.main(["aws"]) == 2
-    err = capsys.readouterr().err
+def test_refresh_cli_rejects_unknown_provider():
+    result = CliRunner().invoke(cli_main, ["providers", "refresh", "aws"])
+    assert result.exit_code == 2
+    err = result.stderr
     assert err.count("\n") == 1 and "neon|cloudflare" in err
 
 

@@ -1,7 +1,7 @@
 """The one place provider sources, versions and the used resource types are pinned.
 
 Switching a provider (another version, or another source such as ``neondatabase/neon``) is a
-change here, then ``python -m cdk.providers.refresh <name>`` and ``make generate``.
+change here, then ``forkstage providers refresh <name>`` and ``make generate``.
 """
 
 from __future__ import annotations

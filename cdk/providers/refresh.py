@@ -1,19 +1,23 @@
-"""Refresh a schema snapshot from the real provider: ``python -m cdk.providers.refresh neon``.
+"""Refresh a schema snapshot from the real provider (``forkstage providers refresh neon``).
 
 The snapshots are hand-checked copies of ``terraform providers schema -json``; where the registry
 is reachable this replaces one with the real thing, cut down to the types pinned in pins.py so
 the diff stays reviewable. Offline it fails with one line and changes nothing.
+
+The caller brings the engine (a ``Terraform`` callable whose configuration installs providers
+with ``DIRECT_INSTALLATION``): cdk/ knows the schema, not how Terraform is run.
 """
 
 from __future__ import annotations
 
 import json
-import sys
+import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from cdk.providers.pins import PINS, ProviderPin
+from cdk.providers.pins import ProviderPin
 from cdk.providers.schema import dump_snapshot, parse, snapshot_path
 
 DIRECT_INSTALLATION = "provider_installation {\n  direct {}\n}\n"
@@ -21,6 +25,14 @@ DIRECT_INSTALLATION = "provider_installation {\n  direct {}\n}\n"
 
 class RefreshError(RuntimeError):
     """Refreshing failed; the message is one line meant for the user."""
+
+
+class Terraform(Protocol):
+    """Runs the Terraform engine with ``args`` in ``cwd`` and returns its captured output."""
+
+    def __call__(
+        self, args: Sequence[str], *, cwd: Path, timeout: float
+    ) -> subprocess.CompletedProcess[str]: ...
 
 
 def filter_schema(doc: dict[str, Any], pin: ProviderPin) -> dict[str, Any]:
@@ -59,10 +71,8 @@ def _first_error(text: str) -> str:
     return lines[-1] if lines else "no output"
 
 
-def fetch_schema(pin: ProviderPin) -> dict[str, Any]:
+def fetch_schema(pin: ProviderPin, terraform: Terraform) -> dict[str, Any]:
     """Run ``terraform init`` + ``providers schema -json`` for just this provider."""
-    from forkstage.engine import run_terraform, terraform_env
-
     with tempfile.TemporaryDirectory(prefix=f"forkstage-refresh-{pin.name}-") as tmp:
         work = Path(tmp)
         config = {
@@ -71,9 +81,8 @@ def fetch_schema(pin: ProviderPin) -> dict[str, Any]:
             }
         }
         (work / "main.tf.json").write_text(json.dumps(config, indent=2))
-        env = terraform_env(work / "home", provider_installation=DIRECT_INSTALLATION)
-        init = run_terraform(
-            ["init", "-input=false", "-no-color", "-backend=false"], cwd=work, env=env, timeout=600
+        init = terraform(
+            ["init", "-input=false", "-no-color", "-backend=false"], cwd=work, timeout=600
         )
         if init.returncode != 0:
             raise RefreshError(
@@ -81,38 +90,16 @@ def fetch_schema(pin: ProviderPin) -> dict[str, Any]:
                 f"({_first_error(init.stderr + init.stdout)}); this needs access to "
                 f"{pin.hostname}"
             )
-        shown = run_terraform(["providers", "schema", "-json"], cwd=work, env=env, timeout=300)
+        shown = terraform(["providers", "schema", "-json"], cwd=work, timeout=300)
         if shown.returncode != 0:
             raise RefreshError(f"terraform providers schema failed: {_first_error(shown.stderr)}")
         result: dict[str, Any] = json.loads(shown.stdout)
         return result
 
 
-def refresh(pin: ProviderPin, out: Path | None = None) -> Path:
-    doc = filter_schema(fetch_schema(pin), pin)
+def refresh(pin: ProviderPin, terraform: Terraform, out: Path | None = None) -> Path:
+    """Write the pinned part of the provider's real schema to ``out`` (its snapshot by default)."""
+    doc = filter_schema(fetch_schema(pin, terraform), pin)
     path = out or snapshot_path(pin)
     path.write_text(dump_snapshot(doc))
     return path
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1 or args[0] not in PINS:
-        print(
-            f"usage: python -m cdk.providers.refresh {{{'|'.join(PINS)}}} "
-            "(refreshes cdk/providers/schemas/<name>.json from the real provider)",
-            file=sys.stderr,
-        )
-        return 2
-    pin = PINS[args[0]]
-    try:
-        path = refresh(pin)
-    except RefreshError as exc:
-        print(f"refresh {pin.name}: {exc}", file=sys.stderr)
-        return 1
-    print(f"wrote {path}; now run `make generate` and review the diff")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -21,8 +21,7 @@ class FixtureStack(TerraformStack):
         add_s3_backend(self, settings.backend)
         guard = WorkspaceGuard(self, "workspace", workspace=stage.workspace)
         if stage.is_referencing and stage.owner:
-            ref = StageRef(self, "owner", stage=stage.owner, backend=settings.backend)
-            guard.protect(ref.remote_state)
+            ref = StageRef(self, "owner", stage=stage.owner, backend=settings.backend, guard=guard)
             project_id = ref.get_string("project_id")
         else:
             project = TerraformData(

@@ -1,0 +1,178 @@
+"""Deployed stages keep working: today's synth of every stage matches the committed baseline.
+
+tests/data/synth-baseline/<stage>.json is `forkstage synth --stage <stage> --only` of the code
+before the constructs were reworked (migrations moved under the branch, defaults from the
+stack). Every resource, data source, output and provider must keep its address and its body, so
+a stage deployed by the old code plans as a no-op. Only what legitimately varies is normalised,
+in the baseline and in today's output alike: cdktf's "//" metadata (construct paths), and what
+is derived from the app's inputs: the Worker bundle and the migrations folder's digest (each
+checked against its files first), and the content hash in the asset's path (its folder, named
+after the construct path, is kept). A deliberate change of the deployed config updates these
+files in the same commit; a refactor never does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+REPO = Path(__file__).resolve().parent.parent
+BASELINE = Path(__file__).resolve().parent / "data" / "synth-baseline"
+STAGES = ("pr-147", "staging", "prod", "dev_sam")
+BUNDLE = REPO / "worker" / "dist" / "index.js"
+ASSET_DIR = re.compile(r"(assets/[A-Za-z0-9_-]+)/[0-9A-F]{32}")
+
+
+def normalise(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` without "//" metadata and with input-derived values checked and replaced."""
+    from cdk.cloudflare import terraform_literal
+    from cdk.migrations import directory_digest
+
+    doc = _without_metadata(doc)
+    digest = directory_digest(REPO / "migrations")
+    for script in doc["resource"].get("cloudflare_workers_script", {}).values():
+        assert script["content"] == terraform_literal(BUNDLE.read_text()), "stale worker bundle"
+        script["content"] = "<worker/dist/index.js>"
+    for data in doc["resource"].get("terraform_data", {}).values():
+        if "triggers_replace" in data:
+            assert data["triggers_replace"][0] == digest, "stale migrations digest"
+            data["triggers_replace"][0] = "<digest of migrations/>"
+        for provisioner in data.get("provisioner", []):
+            run = provisioner["local-exec"]
+            run["command"] = ASSET_DIR.sub(r"\1/<content hash>", run["command"])
+    return doc
+
+
+def _without_metadata(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _without_metadata(v) for k, v in node.items() if k != "//"}
+    if isinstance(node, list):
+        return [_without_metadata(v) for v in node]
+    return node
+
+
+def synth_stage(stage: str, out: Path) -> dict[str, Any]:
+    """Run the app as `forkstage synth --stage <stage> --only` does and read stack-<stage>."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FORKSTAGE_", "STAGE"))}
+    env.update(FORKSTAGE_STAGE=stage, FORKSTAGE_SYNTH_ONLY="1", CDKTF_OUTDIR=str(out))
+    out.mkdir(parents=True)
+    proc = subprocess.run(
+        [sys.executable, "main.py"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc: dict[str, Any] = json.loads(
+        (out / "stacks" / f"stack-{stage}" / "cdk.tf.json").read_text()
+    )
+    return doc
+
+
+def addresses(doc: dict[str, Any]) -> set[str]:
+    found = {f"{kind}.{name}" for kind, items in doc["resource"].items() for name in items}
+    found |= {
+        f"data.{kind}.{name}" for kind, items in doc.get("data", {}).items() for name in items
+    }
+    found |= {f"output.{name}" for name in doc["output"]}
+    return found | {f"provider.{name}" for name in doc["provider"]}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_stage_synthesizes_as_the_deployed_baseline(stage: str, tmp_path: Path) -> None:
+    ours = normalise(synth_stage(stage, tmp_path / stage))
+    baseline = json.loads((BASELINE / f"{stage}.json").read_text())
+    assert addresses(ours) == addresses(baseline)
+    for section in ("resource", "data", "output", "provider", "terraform"):
+        assert ours.get(section) == baseline.get(section), section
+    assert ours == baseline
+
+
+def test_baseline_addresses_are_the_ones_deployed_stages_have() -> None:
+    pr = json.loads((BASELINE / "pr-147.json").read_text())
+    assert {
+        "terraform_data.migrations_run_827536EB",
+        "terraform_data.workspace_guard",
+        "neon_branch.branch_1A550295",
+        "data.terraform_remote_state.db_owner_state_686A9453",
+    } <= addresses(pr)
+
+
+# --------------------------------------------------------------------------- derived ids
+
+
+def test_logical_id_is_cdktf_s_own() -> None:
+    from cdktf import App, TerraformResource, TerraformStack
+    from constructs import Construct
+
+    from cdk.stack import logical_id
+
+    stack = TerraformStack(App(), "s")
+    paths = [
+        ("migrations", "run"),
+        ("db", "owner", "state"),
+        ("shop", "shopping", "cart"),  # a part ending the previous one is not repeated
+        ("a.b c", "Default", "Resource", "x"),  # disallowed characters; hidden parts
+        ("solo",),
+        ("x" * 300, "y"),  # the readable half is cut
+    ]
+    for path in paths:
+        scope: Construct = stack
+        for part in path[:-1]:
+            scope = Construct(scope, part)
+        element = TerraformResource(scope, path[-1], terraform_resource_type="terraform_data")
+        assert logical_id(*path) == stack.get_logical_id(element), path
+    assert logical_id("migrations", "run") == "migrations_run_827536EB"
+
+
+def _stack_with_two_branches(tmp_path: Path) -> dict[str, Any]:
+    from cdktf import App
+
+    from cdk.cloudflare import Hyperdrive
+    from cdk.neon import NeonBranch, NeonProject
+    from cdk.settings import load_settings
+    from cdk.stack import ForkstageStack
+    from cdk.stage import Stage
+
+    settings = load_settings(REPO, environ={})
+    app = App(outdir=str(tmp_path / "out"))
+    stack = ForkstageStack(app, stage=Stage.parse("dev_two"), settings=settings)
+    project = NeonProject(stack, "db")
+    for id_ in ("branch", "other"):
+        branch = NeonBranch(
+            stack, id_, project=project, migrations_dir=settings.migrations_path, name=id_
+        )
+        Hyperdrive(stack, f"{id_}-hyperdrive", origin=branch.origin, name=id_)
+    app.synth()
+    doc: dict[str, Any] = json.loads(
+        (tmp_path / "out" / "stacks" / "stack-dev_two" / "cdk.tf.json").read_text()
+    )
+    return doc
+
+
+def test_two_branches_never_share_an_id_or_an_asset_folder(tmp_path: Path) -> None:
+    from cdk.stack import logical_id
+
+    doc = _stack_with_two_branches(tmp_path)
+    runs = {name: d for name, d in doc["resource"]["terraform_data"].items() if "provisioner" in d}
+    # the first branch keeps the address the stack's migrations had; the other its own path's
+    first, other = "migrations_run_827536EB", logical_id("other", "migrations", "run")
+    assert set(runs) == {first, other}
+    folders = {d["provisioner"][0]["local-exec"]["command"].split("/")[1] for d in runs.values()}
+    assert folders == {"migrations_files_2699D836", logical_id("other", "migrations", "files")}
+    waits = {
+        h["name"]: h["depends_on"] for h in doc["resource"]["cloudflare_hyperdrive_config"].values()
+    }
+    assert waits == {"branch": [f"terraform_data.{first}"], "other": [f"terraform_data.{other}"]}
