@@ -10,7 +10,8 @@ project of their own (the "one project per PR" approach the product replaces) as
 The migrations step is the `terraform_data.migrations_*` resource inside `terraform apply`:
 its time comes from the `apply_start`/`apply_complete` timestamps of Terraform's `-json` events.
 The CLI keeps no copy of those, so each command runs through this file's `--cli` mode, which is
-the `forkstage` console script plus a read-only copy of every `apply` run's stdout.
+the `forkstage` console script plus an observer (``forkstage.report.observing``) that keeps a
+copy of every `apply` run's stdout.
 
 Everything lives in its own FORKSTAGE_HOME under /tmp with its own state-server port, and is
 destroyed and stopped at the end, also on failure or Ctrl-C.
@@ -29,22 +30,18 @@ def _cli(argv: list[str]) -> None:
     """`forkstage ARGS`, keeping each `terraform apply -json` output for the migrations timing."""
     import os
 
-    import forkstage.runner
-    from forkstage.engine import run_terraform
+    from forkstage.cli import main
+    from forkstage.report import TerraformOutput, observing
 
     events = os.environ.get(EVENTS_ENV)
 
-    def tee(args, **kwargs):  # type: ignore[no-untyped-def]
-        proc = run_terraform(args, **kwargs)
-        if events and args and args[0] == "apply":
+    def keep_apply_events(output: TerraformOutput) -> None:
+        if events and output.args[:1] == ("apply",):
             with open(events, "a") as out:
-                out.write(proc.stdout)
-        return proc
+                out.write(output.stdout)
 
-    forkstage.runner.run_terraform = tee  # type: ignore[assignment]
-    from forkstage.cli import main
-
-    main(argv, prog_name="forkstage")
+    with observing(keep_apply_events):
+        main(argv, prog_name="forkstage")
 
 
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == CLI_MODE:
@@ -58,7 +55,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -68,6 +64,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from localcloud.net import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -81,12 +79,6 @@ COMMAND_TIMEOUT = 120.0
 # into the home embed the interpreter path, so every command must use the same one.
 _SHEBANG = (BIN / "forkstage").read_text().splitlines()[0].removeprefix("#!").strip()
 FORKSTAGE_PYTHON = _SHEBANG if Path(_SHEBANG).name.startswith("python") else sys.executable
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _end_group(proc: subprocess.Popen[str]) -> None:
@@ -360,7 +352,7 @@ def processes_of(home: Path) -> list[str]:
 
 def clean_up(home: Path) -> None:
     """Destroy whatever the bench left deployed (PR stages first), then stop the local cloud."""
-    from forkstage.commands.local import stop_workers
+    from forkstage.local_workers import stop_workers
 
     stop_workers(home)
     try:

@@ -30,6 +30,8 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from localcloud.net import free_port
+
 BUCKET = "forkstage-state"
 KEY = "forkstage/terraform.tfstate"
 DURATION = 1.5  # seconds per throughput cell
@@ -91,12 +93,6 @@ def wait_port(port: int) -> None:
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"nothing listens on {port}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_forkstage(data: Path) -> tuple[subprocess.Popen[bytes], Target]:

@@ -30,9 +30,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "env": ("forkstage.commands.info", "env_cmd"),
     "local": ("forkstage.commands.local", "local"),
     "ci": ("forkstage.commands.ci", "ci"),
-    "backend": ("backend.cli", "backend"),
-    "migrate": ("forkstage.migrator.cli", "migrate"),
-    "migrations": ("forkstage.migrator.cli", "migrations"),
+    "providers": ("forkstage.commands.providers", "providers"),
+    "backend": ("forkstage.commands.backend", "backend"),
+    "migrate": ("forkstage.commands.migrate", "migrate"),
+    "migrations": ("forkstage.commands.migrate", "migrations"),
 }
 
 
@@ -59,12 +60,6 @@ class LazyGroup(click.Group):
             return None
         module_name, attr = COMMANDS[cmd_name]
         command = getattr(importlib.import_module(module_name), attr)
-        if cmd_name == "backend" and isinstance(command, click.Group):
-            # `backend start|stop` manage the background server; they live beside the wrapper
-            from forkstage.commands.backend_ctl import start, stop
-
-            command.add_command(start)
-            command.add_command(stop)
         return command
 
 

@@ -7,31 +7,14 @@ before anything runs.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, TypeVar
-
-import click
 
 from cdk.settings import Settings, SettingsError, load_settings
 from cdk.stage import Stage, StageError
 from forkstage.engine import forkstage_home, project_root
 from forkstage.errors import BadInput
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def stage_option(func: F) -> F:
-    """``--stage S`` (required), validated by the command so the message is ours."""
-    return click.option(
-        "--stage",
-        "-s",
-        required=True,
-        metavar="STAGE",
-        help="Stage name: staging, prod, pr-<number>, dev_<name>, ...",
-    )(func)
 
 
 @dataclass

@@ -1,23 +1,30 @@
-"""Which database a stage's migrations go to: its branch endpoint, read from the stage's state.
+"""How the wrapper reaches a project's databases: the migrator's ``Resolver`` for one project.
 
-The state holds what the endpoint and the role-password data source returned at the last apply,
-so ``forkstage migrate --stage pr-147`` reaches pr-147's own branch with no provider call.
+A stage's database is its branch endpoint, read from the stage's Terraform state: the state holds
+what the endpoint and the role-password data source returned at the last apply, so
+``forkstage migrate --stage pr-147`` reaches pr-147's own branch with no provider call.
 ``$FORKSTAGE_DATABASE_URL`` still wins, for databases forkstage did not create.
+
+On the local target, endpoint hosts (``ep-...neon.localhost``) are served on loopback ports the
+local control plane knows; ``connect_options`` routes them there. ``$FORKSTAGE_HOME`` (set when
+Terraform's local-exec runs ``forkstage migrate``) says where that control plane lives.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
 
-from forkstage.migrator.errors import BadInput
+from cdk.connection import postgres_url
+from forkstage.context import Project
+from forkstage.errors import BadInput
 
 STAGE_URL_ENV = "FORKSTAGE_DATABASE_URL"
 
 
-def _attributes(state: dict[str, Any], mode: str, type_: str) -> dict[str, Any] | None:
+def _attributes(state: Mapping[str, Any], mode: str, type_: str) -> dict[str, Any] | None:
     for resource in state.get("resources", []):
         if resource.get("mode") == mode and resource.get("type") == type_:
             for instance in resource.get("instances", []):
@@ -27,53 +34,79 @@ def _attributes(state: dict[str, Any], mode: str, type_: str) -> dict[str, Any] 
     return None
 
 
-def url_from_state(state: dict[str, Any], *, sslmode: str = "require") -> str | None:
-    """postgresql:// URL of the branch endpoint recorded in a stage's Terraform state."""
-    endpoint = _attributes(state, "managed", "neon_endpoint")
-    password = _attributes(state, "data", "neon_branch_role_password")
-    if not endpoint or not password or not endpoint.get("host"):
-        return None
-    database = None
+def _database_name(state: Mapping[str, Any]) -> str | None:
+    """The owner stage's project says it; a referencing stage reads it from the owner's outputs."""
     project = _attributes(state, "managed", "neon_project")
-    if project:
-        database = project.get("database_name")
+    if project and project.get("database_name"):
+        return str(project["database_name"])
     remote = _attributes(state, "data", "terraform_remote_state")
-    if database is None and remote:
+    if remote:
         outputs = remote.get("outputs") or {}
         value = (
             outputs.get("value") if isinstance(outputs, dict) and "value" in outputs else outputs
         )
-        if isinstance(value, dict):
-            database = value.get("neon_database_name")
+        if isinstance(value, dict) and value.get("neon_database_name"):
+            return str(value["neon_database_name"])
+    return None
+
+
+def url_from_state(state: Mapping[str, Any], *, sslmode: str = "require") -> str | None:
+    """postgresql:// URL of the branch endpoint recorded in a stage's Terraform state, if any.
+
+    Example: url_from_state(StateReader(backend, home).raw_state("pr-147") or {})
+    """
+    endpoint = _attributes(state, "managed", "neon_endpoint")
+    password = _attributes(state, "data", "neon_branch_role_password")
+    if not endpoint or not password or not endpoint.get("host"):
+        return None
+    database = _database_name(state)
     if not database:
         return None
-    role = quote(str(password.get("role_name", "")), safe="")
-    secret = quote(str(password.get("password", "")), safe="")
-    host = str(endpoint["host"])
-    port = endpoint.get("port") or 5432
-    if ":" in host:
-        host, port = host.rsplit(":", 1)
-    name = quote(str(database), safe="")
-    return f"postgresql://{role}:{secret}@{host}:{port}/{name}?sslmode={sslmode}"
+    return postgres_url(
+        host=str(endpoint["host"]),
+        port=endpoint.get("port") or 5432,
+        database=database,
+        user=str(password.get("role_name", "")),
+        password=str(password.get("password", "")),
+        sslmode=sslmode,
+    )
 
 
-def resolve_stage_database_url(stage: str, environ: Mapping[str, str] | None = None) -> str:
-    env = os.environ if environ is None else environ
-    url = env.get(STAGE_URL_ENV, "").strip()
-    if url:
-        return url
-    from forkstage.context import Project
-    from forkstage.embedded import ensure_running
-    from forkstage.state import StateReader
+@dataclass
+class ProjectDatabases:
+    """The migrator's ``Resolver`` for a project: stage -> branch URL, local hosts -> loopback.
 
-    project = Project.load()
-    project.parse_stage(stage)
-    ensure_running(project.settings.backend, project.home)
-    state = StateReader(project.settings.backend, project.home).raw_state(stage)
-    found = url_from_state(state) if state else None
-    if found is None:
-        raise BadInput(
-            f"stage {stage} has no deployed branch endpoint: deploy it first, or set "
-            f"{STAGE_URL_ENV} / pass --database-url-env NAME"
-        )
-    return found
+    Example: dbs = ProjectDatabases(); url = dbs.stage_url("pr-147")
+             psycopg.connect(url, **dbs.connect_options(url))
+    """
+
+    project: Project = field(default_factory=Project.load)
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+
+    def stage_url(self, stage: str) -> str:
+        """``$FORKSTAGE_DATABASE_URL`` if set, else the branch endpoint in ``stage``'s state."""
+        url = self.environ.get(STAGE_URL_ENV, "").strip()
+        if url:
+            return url
+        from forkstage.embedded import ensure_running
+        from forkstage.state import StateReader
+
+        project = self.project
+        project.parse_stage(stage)
+        ensure_running(project.settings.backend, project.home)
+        state = StateReader(project.settings.backend, project.home).raw_state(stage)
+        found = url_from_state(state) if state else None
+        if found is None:
+            raise BadInput(
+                f"stage {stage} has no deployed branch endpoint: deploy it first, or set "
+                f"{STAGE_URL_ENV} / pass --database-url-env NAME"
+            )
+        return found
+
+    def connect_options(self, url: str) -> dict[str, str]:
+        """On the local target, route a local endpoint host to its loopback port; else {}."""
+        if self.project.settings.target != "local":
+            return {}
+        from localcloud.endpoints import connect_overrides
+
+        return connect_overrides(url, self.project.home)

@@ -44,11 +44,11 @@ def http(method: str, url: str, body: str | None = None) -> object:
 def rows(stage: str) -> list[tuple[int, str]]:
     import psycopg
 
-    from forkstage.migrator.stage import resolve_stage_database_url
-    from localcloud.endpoints import connect_overrides
+    from forkstage.databases import ProjectDatabases
 
-    url = resolve_stage_database_url(stage, environ={})
-    with psycopg.connect(url, **connect_overrides(url)) as conn:
+    databases = ProjectDatabases(environ={})
+    url = databases.stage_url(stage)
+    with psycopg.connect(url, **databases.connect_options(url)) as conn:
         return [
             (int(r[0]), str(r[1])) for r in conn.execute("select id, body from notes order by id")
         ]

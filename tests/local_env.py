@@ -10,7 +10,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.wrapper_env import REPO, free_port
+from localcloud.net import free_port
+from tests import procs
+from tests.wrapper_env import REPO
 
 BIN = Path(sys.executable).parent
 TIMEOUT = 240
@@ -36,33 +38,18 @@ class LocalCloud:
         return env
 
     def start(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [str(BIN / "forkstage"), *args], cwd=REPO, env=self.env(), text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+        return procs.start([str(BIN / "forkstage"), *args], cwd=REPO, env=self.env())
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(BIN / "forkstage"), *args], cwd=REPO, env=self.env(), text=True,
-            capture_output=True, timeout=TIMEOUT, check=False, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+        return procs.run([str(BIN / "forkstage"), *args], cwd=REPO, env=self.env(), timeout=TIMEOUT)
 
     def ok(self, *args: str) -> str:
         return self.together([args])[0]
 
     def together(self, commands: list[tuple[str, ...]]) -> list[str]:
         """Run the commands at once (like parallel CI jobs); every one must succeed."""
-        procs = [self.start(*args) for args in commands]
-        outputs = []
-        for args, proc in zip(commands, procs, strict=True):
-            try:
-                out, err = proc.communicate(timeout=TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                out, err = proc.communicate()
-            assert proc.returncode == 0, (args, out[-2000:], err[-3000:])
-            outputs.append(out)
-        return outputs
+        started = [self.start(*args) for args in commands]
+        return [procs.wait(proc, timeout=TIMEOUT, check=True).stdout for proc in started]
 
     def stages(self) -> list[str]:
         return [r["stage"] for r in json.loads(self.ok("stages", "--json"))]
@@ -92,7 +79,7 @@ class LocalCloud:
             except AssertionError:
                 break
             for stage in sorted(left, key=lambda s: s == "staging"):
-                self.start("destroy", "--stage", stage, "--force").communicate(timeout=TIMEOUT)
-        self.start("local", "down").communicate(timeout=TIMEOUT)
+                self.run("destroy", "--stage", stage, "--force")
+        self.run("local", "down")
         if not self.processes():
             shutil.rmtree(self.home, ignore_errors=True)

@@ -31,20 +31,20 @@ OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopbac
 
 
 def notes(stage: str) -> list[str]:
-    from forkstage.migrator.stage import resolve_stage_database_url
-    from localcloud.endpoints import connect_overrides
+    from forkstage.databases import ProjectDatabases
 
-    url = resolve_stage_database_url(stage, environ={})
-    with psycopg.connect(url, **connect_overrides(url)) as conn:
+    databases = ProjectDatabases(environ={})
+    url = databases.stage_url(stage)
+    with psycopg.connect(url, **databases.connect_options(url)) as conn:
         return [str(r[0]) for r in conn.execute("select body from notes order by id")]
 
 
 def write_note(stage: str, body: str) -> None:
-    from forkstage.migrator.stage import resolve_stage_database_url
-    from localcloud.endpoints import connect_overrides
+    from forkstage.databases import ProjectDatabases
 
-    url = resolve_stage_database_url(stage, environ={})
-    with psycopg.connect(url, **connect_overrides(url)) as conn:
+    databases = ProjectDatabases(environ={})
+    url = databases.stage_url(stage)
+    with psycopg.connect(url, **databases.connect_options(url)) as conn:
         conn.execute("insert into notes (body) values (%s)", (body,))
 
 

@@ -67,14 +67,14 @@ def _alive(pid: int) -> bool:
 def _url(
     local: LocalCloud, stage: str, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[str, dict[str, str]]:
-    from forkstage.migrator.stage import resolve_stage_database_url
-    from localcloud.endpoints import connect_overrides
+    from forkstage.databases import ProjectDatabases
 
     monkeypatch.setenv("FORKSTAGE_HOME", str(local.home))
     monkeypatch.setenv("FORKSTAGE_BACKEND_ENDPOINT", local.endpoint)
     monkeypatch.chdir(REPO)
-    url = resolve_stage_database_url(stage, environ={})
-    return url, connect_overrides(url, local.home)
+    databases = ProjectDatabases(environ={})
+    url = databases.stage_url(stage)
+    return url, databases.connect_options(url)
 
 
 def test_killed_endpoint_comes_back_with_its_data(

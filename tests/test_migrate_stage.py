@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from forkstage.migrator.stage import url_from_state
+from forkstage.databases import url_from_state
 
 
 def state(*, owner: bool) -> dict:  # type: ignore[type-arg]

@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from forkstage.cli import main
+from forkstage.errors import BadInput
 from forkstage.migrator import (
     EditedMigration,
     Layout,
@@ -25,7 +26,6 @@ from forkstage.migrator import (
     migrate,
     status,
 )
-from forkstage.migrator.errors import BadInput
 
 if TYPE_CHECKING:
     from tests.pgfixture import Database
@@ -507,7 +507,8 @@ def test_cli_failed_migration_exit_1_names_file_and_error_never_the_password(
 def test_cli_unreachable_database_is_exit_1_with_redacted_url(
     pg_db: Database, tmp_path: Path
 ) -> None:
-    from localcloud.postgres import Cluster, free_port
+    from localcloud.net import free_port
+    from localcloud.postgres import Cluster
 
     folder = tmp_path / "m"
     Kit(Layout.PLAIN, []).write(folder, [ACCOUNTS])

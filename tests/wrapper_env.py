@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
 
+from localcloud.net import free_port
+from tests import procs
+
+if TYPE_CHECKING:
+    from backend.credentials import Credential
+
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE_APP = Path(__file__).resolve().parent / "fixture_app"
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -58,16 +59,7 @@ class Sandbox:
 
     def run(self, argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
         """A command in the app folder with the sandbox's environment (never hangs: timeout)."""
-        return subprocess.run(
-            argv,
-            cwd=self.app,
-            env=self.env(),
-            text=True,
-            capture_output=True,
-            stdin=subprocess.DEVNULL,
-            timeout=timeout,
-            check=False,
-        )
+        return procs.run(argv, cwd=self.app, env=self.env(), timeout=timeout)
 
     def forkstage(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
         return self.run([str(BIN / "forkstage"), *args], timeout)
@@ -77,22 +69,14 @@ class Sandbox:
         return self.run(["bash", "-c", script], timeout)
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [str(BIN / "forkstage"), *args],
-            cwd=self.app,
-            env=self.env(),
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-        )
+        return procs.start([str(BIN / "forkstage"), *args], cwd=self.app, env=self.env())
 
-    def admin_credential(self):  # type: ignore[no-untyped-def]
+    def admin_credential(self) -> Credential:
         from backend.credentials import ensure_admin
 
         return ensure_admin(self.home / "state")
 
-    def s3(self):  # type: ignore[no-untyped-def]
+    def s3(self) -> Any:
         cred = self.admin_credential()
         return boto3.client(
             "s3",
@@ -107,9 +91,7 @@ class Sandbox:
         page = self.s3().list_objects_v2(Bucket="forkstage-state")
         return sorted(o["Key"] for o in page.get("Contents", []))
 
-    def state(self, stage: str) -> dict:  # type: ignore[type-arg]
-        import json
-
+    def state(self, stage: str) -> dict[str, Any]:
         body = (
             self.s3()
             .get_object(Bucket="forkstage-state", Key=f"env:/{stage}/forkstage/terraform.tfstate")[
@@ -117,7 +99,8 @@ class Sandbox:
             ]
             .read()
         )
-        return json.loads(body)
+        state: dict[str, Any] = json.loads(body)
+        return state
 
     def stop(self) -> None:
         self.forkstage("backend", "stop", timeout=30)

@@ -4,58 +4,38 @@ from __future__ import annotations
 
 import json
 import shlex
-import time
-from datetime import UTC, datetime
-from typing import Any
 
 import click
 
-from forkstage import embedded
-from forkstage.context import Project, stage_option
-from forkstage.errors import BadInput
+from forkstage.commands import stage_option
+from forkstage.context import Project
+from forkstage.pipeline import Pipeline
 from forkstage.report import Reporter
 from forkstage.runner import StageRun
-from forkstage.state import StateReader
+from forkstage.runs import last_run
+from forkstage.views import run_changes, run_line, stage_outputs, stage_rows, summary_rows
 
-
-def _reader(project: Project) -> StateReader:
-    embedded.ensure_running(project.settings.backend, project.home)
-    return StateReader(project.settings.backend, project.home)
-
-
-def _age(moment: datetime | None) -> str:
-    if moment is None:
-        return "-"
-    seconds = max(0, int((datetime.now(UTC) - moment).total_seconds()))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit} ago"
-    return f"{seconds}s ago"
-
-
-def stage_rows(project: Project) -> list[dict[str, Any]]:
-    reader = _reader(project)
-    rows = []
-    for name in reader.stages():
-        parsed = project.parse_stage_or_none(name)
-        state = reader.state(name)
-        lock = reader.lock(name)
-        rows.append(
-            {
-                "stage": name,
-                "kind": parsed.kind if parsed else "unknown",
-                "owner": parsed.owner if parsed else None,
-                "last_change": state.last_modified.isoformat()
-                if state and state.last_modified
-                else None,
-                "age": _age(state.last_modified if state else None),
-                "serial": state.serial if state else 0,
-                "resources": state.resources if state else 0,
-                "locked_by": (lock or {}).get("Who") if lock else None,
-                "lock_id": (lock or {}).get("ID") if lock else None,
-            }
-        )
-    return rows
+# What `forkstage env` exports: enough for a plain `cdktf deploy` to run like ours.
+ENV_KEYS = (
+    "FORKSTAGE_STAGE",
+    "FORKSTAGE_HOME",
+    "TF_WORKSPACE",
+    "TF_CLI_CONFIG_FILE",
+    "TF_IN_AUTOMATION",
+    "TF_INPUT",
+    "CHECKPOINT_DISABLE",
+    "CDKTF_HOME",
+    "CDKTF_DISABLE_PLUGIN_CACHE_ENV",
+    "DISABLE_VERSION_CHECK",
+    "CDKTF_TELEMETRY_DISABLED",
+    "TERRAFORM_BINARY_NAME",
+    "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "FORKSTAGE_BACKEND_ENDPOINT",
+    "FORKSTAGE_BACKEND_KIND",
+    "PATH",
+)
 
 
 @click.command()
@@ -90,21 +70,6 @@ def stages(as_json: bool) -> None:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
-def _outputs(project: Project, stage: str) -> dict[str, Any]:
-    project.parse_stage(stage)
-    state = _reader(project).state(stage)
-    if state is None:
-        raise BadInput(f"stage {stage} is not deployed: forkstage deploy --stage {stage}")
-    values = state.public_outputs()
-    if project.settings.target == "local":
-        from forkstage.commands.local import running_worker_url
-
-        url = running_worker_url(project.home, stage)
-        if url:
-            values["worker_url"] = url
-    return values
-
-
 @click.command()
 @stage_option
 @click.option("--json", "as_json", is_flag=True, help="Print the outputs as a JSON object.")
@@ -113,21 +78,12 @@ def outputs(stage: str, as_json: bool) -> None:
 
     Example: forkstage outputs --stage pr-147 --json
     """
-    values = _outputs(Project.load(), stage)
+    values = stage_outputs(Project.load(), stage)
     if as_json:
         click.echo(json.dumps(values, sort_keys=True))
         return
     for name, value in sorted(values.items()):
         click.echo(f"{name} = {json.dumps(value) if not isinstance(value, str) else value}")
-
-
-SUMMARY_FIELDS = (
-    ("Branch", "neon_branch_id"),
-    ("Endpoint host", "neon_endpoint_host"),
-    ("Hyperdrive", "hyperdrive_id"),
-    ("Worker", "worker_name"),
-    ("Worker URL", "worker_url"),
-)
 
 
 @click.command()
@@ -145,25 +101,13 @@ def summary(stage: str, fmt: str) -> None:
     Example: forkstage summary --stage pr-147 --format markdown > summary.md
     """
     project = Project.load()
-    values = _outputs(project, stage)
-    run_file = project.home / "runs" / f"{stage}.json"
-    run: dict[str, Any] = json.loads(run_file.read_text()) if run_file.is_file() else {}
+    values = stage_outputs(project, stage)
+    run = last_run(project.home, stage)
     if fmt == "json":
         click.echo(json.dumps({"stage": stage, "outputs": values, "last_run": run}, sort_keys=True))
         return
-    rows = [(label, values[key]) for label, key in SUMMARY_FIELDS if key in values]
-    rows += [
-        (k, v) for k, v in sorted(values.items()) if k not in {key for _, key in SUMMARY_FIELDS}
-    ]
-    if run:
-        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(run.get("finished_at", 0)))
-        change = (
-            f"{run.get('operation')}: {run.get('added', 0)} created, "
-            f"{run.get('changed', 0)} changed, "
-            f"{run.get('destroyed', 0)} destroyed in {run.get('seconds', 0):.1f}s ({when})"
-        )
-    else:
-        change = "no run recorded on this machine"
+    rows = summary_rows(values)
+    change = run_line(run)
     if fmt == "text":
         click.echo(f"stage {stage}")
         for label, value in rows:
@@ -179,7 +123,7 @@ def summary(stage: str, fmt: str) -> None:
         click.echo(f"| {label} | `{value}` |")
     click.echo("")
     click.echo(f"Last run — {change}")
-    changes = [c for c in run.get("changes", []) if c.get("action") != "no-op"]
+    changes = run_changes(run)
     if changes:
         click.echo("")
         click.echo("<details><summary>Changes</summary>")
@@ -202,31 +146,8 @@ def env_cmd(stage: str) -> None:
     """
     project = Project.load()
     run = StageRun(project, project.parse_stage(stage), reporter=Reporter(quiet=True))
-    run.start_backend()
-    run.check_owner_deployed()
-    run.synth()
-    run.init()
+    Pipeline(run).prepare()
     env = run.env()
-    keys = (
-        "FORKSTAGE_STAGE",
-        "FORKSTAGE_HOME",
-        "TF_WORKSPACE",
-        "TF_CLI_CONFIG_FILE",
-        "TF_IN_AUTOMATION",
-        "TF_INPUT",
-        "CHECKPOINT_DISABLE",
-        "CDKTF_HOME",
-        "CDKTF_DISABLE_PLUGIN_CACHE_ENV",
-        "DISABLE_VERSION_CHECK",
-        "CDKTF_TELEMETRY_DISABLED",
-        "TERRAFORM_BINARY_NAME",
-        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "FORKSTAGE_BACKEND_ENDPOINT",
-        "FORKSTAGE_BACKEND_KIND",
-        "PATH",
-    )
-    for key in keys:
+    for key in ENV_KEYS:
         if key in env:
             click.echo(f"export {key}={shlex.quote(env[key])}")

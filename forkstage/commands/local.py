@@ -8,87 +8,18 @@ everything.
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Any
 
 import click
 
 from forkstage import embedded
-from forkstage.context import Project, stage_option
-from forkstage.errors import BadInput, Failed
-
-
-def _worker_files(home: Path, stage: str) -> tuple[Path, Path]:
-    return home / "workers" / f"{stage}.pid", home / "logs" / f"worker-{stage}.log"
-
-
-def serve_stage_worker(project: Project, stage: str, *, port: int = 0) -> Any:
-    """Start (or find) the stage's Worker with its Hyperdrive binding on the stage's branch."""
-    from forkstage.state import StateReader
-    from localcloud.cloudflare import Account, NotFound
-    from localcloud.workers import WorkerProcess, start_worker
-
-    project.parse_stage(stage)
-    home = project.home
-    pid_path, log_path = _worker_files(home, stage)
-    running = WorkerProcess.attach(name=stage, pid_path=pid_path, log_path=log_path)
-    if running is not None:
-        return running
-    embedded.ensure_running(project.settings.backend, home)
-    state = StateReader(project.settings.backend, home).state(stage)
-    if state is None:
-        raise BadInput(f"stage {stage} is not deployed: forkstage deploy --stage {stage}")
-    name = state.public_outputs().get("worker_name")
-    if not name:
-        raise BadInput(f"stage {stage} has no Worker output")
-    account = Account(home)
-    try:
-        script = account.get_script(project.settings.cloudflare_account_id, str(name))
-        hyperdrive = {
-            b["name"]: account.hyperdrive_local_url(b["id"])
-            for b in script.get("bindings") or []
-            if b.get("type") == "hyperdrive"
-        }
-    except NotFound as exc:
-        raise Failed(f"the local cloud has no Worker for {stage}: {exc}") from None
-    pid_path.parent.mkdir(parents=True, exist_ok=True)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    return start_worker(
-        name=str(name),
-        script=Path(script["path"]),
-        bindings={},
-        hyperdrive=hyperdrive,
-        main_module=script.get("main_module"),
-        compatibility_date=script.get("compatibility_date") or project.settings.compatibility_date,
-        log_path=log_path,
-        pid_path=pid_path,
-        port=port,
-        ready_path="/health",
-        node_modules=project.root / "node_modules",
-    )
-
-
-def running_worker_url(home: Path, stage: str) -> str | None:
-    """The URL of the stage's Worker if the local cloud serves it now."""
-    from localcloud.workers import WorkerProcess
-
-    pid_path, log_path = _worker_files(home, stage)
-    worker = WorkerProcess.attach(name=stage, pid_path=pid_path, log_path=log_path)
-    return str(worker.url).rstrip("/") if worker is not None else None
-
-
-def stop_stage_worker(home: Path, stage: str) -> bool:
-    """Stop one stage's Worker (and a workerd its launcher left behind)."""
-    from localcloud.workers import stop_pid_file
-
-    return stop_pid_file(_worker_files(home, stage)[0])
-
-
-def stop_workers(home: Path) -> list[str]:
-    """Stop every Worker of this home, leftover workerd processes included."""
-    from localcloud.workers import stop_pid_file
-
-    return [p.stem for p in sorted((home / "workers").glob("*.pid")) if stop_pid_file(p)]
+from forkstage.commands import stage_option
+from forkstage.context import Project
+from forkstage.local_workers import (
+    deployed_worker_stages,
+    running_workers,
+    serve_stage_worker,
+    stop_workers,
+)
 
 
 @click.group()
@@ -105,8 +36,7 @@ def up() -> None:
 
     Example: forkstage local up
     """
-    from forkstage.state import StateReader
-    from localcloud.neon import ControlPlane
+    from localcloud.neon import ControlPlane  # PostgreSQL helpers: only when used
 
     project = Project.load()
     embedded.ensure_running(project.settings.backend, project.home)
@@ -115,12 +45,9 @@ def up() -> None:
     click.echo(f"state server: {project.settings.backend.endpoint}")
     for endpoint in plane.endpoints():
         click.echo(f"endpoint {endpoint.host} -> 127.0.0.1:{endpoint.port}")
-    reader = StateReader(project.settings.backend, project.home)
-    for stage in reader.stages():
-        state = reader.state(stage)
-        if state is not None and state.public_outputs().get("worker_name"):
-            worker = serve_stage_worker(project, stage)
-            click.echo(f"worker {stage} -> {str(worker.url).rstrip('/')}")
+    for stage in deployed_worker_stages(project):
+        worker = serve_stage_worker(project, stage)
+        click.echo(f"worker {stage} -> {str(worker.url).rstrip('/')}")
 
 
 @local.command()
@@ -129,7 +56,7 @@ def down() -> None:
 
     Example: forkstage local down
     """
-    from localcloud.neon import ControlPlane
+    from localcloud.neon import ControlPlane  # PostgreSQL helpers: only when used
 
     project = Project.load()
     for stage in stop_workers(project.home):
@@ -147,8 +74,7 @@ def status(as_json: bool) -> None:
 
     Example: forkstage local status --json
     """
-    from localcloud.neon import ControlPlane
-    from localcloud.workers import WorkerProcess
+    from localcloud.neon import ControlPlane  # PostgreSQL helpers: only when used
 
     project = Project.load()
     home = project.home
@@ -156,24 +82,19 @@ def status(as_json: bool) -> None:
         {"host": e.host, "port": e.port, "branch_id": e.branch_id}
         for e in ControlPlane(home).endpoints()
     ]
-    workers = []
-    for pid_path in sorted((home / "workers").glob("*.pid")):
-        w = WorkerProcess.attach(
-            name=pid_path.stem, pid_path=pid_path, log_path=_worker_files(home, pid_path.stem)[1]
-        )
-        if w is not None:
-            workers.append({"stage": pid_path.stem, "url": w.url})
-    info = {
-        "state_server": project.settings.backend.endpoint,
-        "state_server_running": embedded.running_pid(home) is not None,
-        "endpoints": endpoints,
-        "workers": workers,
-    }
+    workers = running_workers(home)
+    running = embedded.running_pid(home) is not None
     if as_json:
+        info = {
+            "state_server": project.settings.backend.endpoint,
+            "state_server_running": running,
+            "endpoints": endpoints,
+            "workers": workers,
+        }
         click.echo(json.dumps(info, sort_keys=True))
         return
-    running = "running" if info["state_server_running"] else "stopped"
-    click.echo(f"state server {info['state_server']} ({running})")
+    state = "running" if running else "stopped"
+    click.echo(f"state server {project.settings.backend.endpoint} ({state})")
     for e in endpoints:
         click.echo(f"endpoint {e['host']} -> 127.0.0.1:{e['port']}")
     for w in workers:

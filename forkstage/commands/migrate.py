@@ -2,21 +2,25 @@
 
 The URL can come from an environment variable (``--database-url-env``) so that a password never
 shows up in argv, process lists or CI logs; every message shows URLs with the password masked.
+A thin layer: ``forkstage.databases`` says how to reach the project's databases, the migrator
+runs, errors are ``forkstage.errors`` classes that ``forkstage.cli`` turns into exit codes.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from forkstage.migrator import errors
-from forkstage.migrator.layout import Migration
+from forkstage.errors import EditedMigration, ForkstageError, MigrationFailed
+
+if TYPE_CHECKING:
+    from forkstage.databases import ProjectDatabases
+    from forkstage.migrator.layout import Migration
 
 EPILOG = (
     "Exit codes: 0 ok; 1 a migration failed (it was rolled back, later ones did not run) or the "
@@ -43,7 +47,8 @@ def _database_options(func: F) -> F:
         click.option(
             "--stage",
             metavar="STAGE",
-            help="Use this stage's database (for now: $FORKSTAGE_DATABASE_URL).",
+            help="Use this stage's branch database, read from its deployed Terraform state "
+            "($FORKSTAGE_DATABASE_URL overrides it).",
         ),
         click.option(
             "--dir",
@@ -60,43 +65,26 @@ def _database_options(func: F) -> F:
     return func
 
 
-def _resolve_url(database_url: str | None, url_env: str | None, stage: str | None) -> str:
-    given = [v for v in (database_url, url_env, stage) if v]
-    if not given:
-        raise errors.BadInput(
-            "no database given: pass --database-url-env NAME, --database-url URL or --stage STAGE"
-        )
-    if len(given) > 1:
-        raise errors.BadInput("pass only one of --database-url, --database-url-env and --stage")
-    if url_env:
-        url = os.environ.get(url_env, "").strip()
-        if not url:
-            raise errors.BadInput(
-                f"environment variable {url_env} is not set or empty: put the database URL in it"
-            )
-        return url
-    if stage:
-        from forkstage.migrator.stage import resolve_stage_database_url
+def _target(
+    database_url: str | None, url_env: str | None, stage: str | None, directory: Path | None
+) -> tuple[str, Path, ProjectDatabases]:
+    """The database URL, the migrations folder and how to reach the project's databases."""
+    from forkstage.databases import ProjectDatabases
+    from forkstage.migrator.reach import choose_url
 
-        return resolve_stage_database_url(stage)
-    assert database_url is not None
-    return database_url
+    databases = ProjectDatabases()
+    url = choose_url(database_url=database_url, url_env=url_env, stage=stage, resolver=databases)
+    folder = directory if directory is not None else databases.project.root / DEFAULT_DIR
+    return url, folder, databases
 
 
-def _resolve_dir(directory: Path | None) -> Path:
-    if directory is not None:
-        return directory
-    from forkstage.engine import project_root
-
-    return project_root() / DEFAULT_DIR
-
-
-def _fail(exc: errors.MigrationError, as_json: bool, **extra: Any) -> errors.MigrationError:
+def _fail(exc: ForkstageError, as_json: bool) -> ForkstageError:
+    """Print the ``--json`` failure document; the error itself is raised on to ``forkstage.cli``."""
     if as_json:
-        doc: dict[str, Any] = {"error": str(exc), "exit_code": exc.exit_code, **extra}
-        if isinstance(exc, errors.EditedMigration):
+        doc: dict[str, Any] = {"error": str(exc), "exit_code": exc.exit_code}
+        if isinstance(exc, EditedMigration):
             doc["edited"] = exc.files
-        if isinstance(exc, errors.MigrationFailed):
+        if isinstance(exc, MigrationFailed):
             doc["failed"] = exc.file
             doc["applied"] = exc.applied
         click.echo(json.dumps(doc, indent=2))
@@ -142,10 +130,15 @@ def migrate(
             click.echo(f"applied {done.migration.file} ({done.seconds:.2f} s)")
 
     try:
-        url = _resolve_url(database_url, database_url_env, stage)
-        folder = _resolve_dir(directory)
-        outcome = run(url, folder, dry_run=dry_run, on_applied=progress)
-    except errors.MigrationError as exc:
+        url, folder, databases = _target(database_url, database_url_env, stage, directory)
+        outcome = run(
+            url,
+            folder,
+            dry_run=dry_run,
+            on_applied=progress,
+            connect_options=databases.connect_options,
+        )
+    except ForkstageError as exc:
         raise _fail(exc, as_json) from None
 
     plan = outcome.plan
@@ -201,9 +194,9 @@ def migrations(
     from forkstage.migrator.runner import Status, edited_error, status
 
     try:
-        url = _resolve_url(database_url, database_url_env, stage)
-        plan = status(url, _resolve_dir(directory))
-    except errors.MigrationError as exc:
+        url, folder, databases = _target(database_url, database_url_env, stage, directory)
+        plan = status(url, folder, connect_options=databases.connect_options)
+    except ForkstageError as exc:
         raise _fail(exc, as_json) from None
 
     changed = plan.having(Status.CHANGED)

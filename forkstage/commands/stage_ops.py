@@ -1,4 +1,4 @@
-"""``forkstage deploy | plan | destroy --stage S``: what CI pipelines call."""
+"""``forkstage deploy | plan | destroy | prune``: what CI pipelines call."""
 
 from __future__ import annotations
 
@@ -8,9 +8,13 @@ from typing import Any, TypeVar
 
 import click
 
-from forkstage.context import Project, stage_option
+from forkstage.commands import stage_option
+from forkstage.context import Project
+from forkstage.pipeline import Pipeline, applier_for
 from forkstage.report import Reporter
-from forkstage.runner import RunResult, StageRun
+from forkstage.runner import StageRun
+from forkstage.runs import RunResult
+from forkstage.views import prune_candidates
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -37,7 +41,7 @@ def common_options(func: F) -> F:
 ACTION_COLORS = {"create": "green", "update": "yellow", "delete": "red", "replace": "magenta"}
 
 
-def _report(result: RunResult, as_json: bool, reporter: Reporter) -> None:
+def _report(result: RunResult, as_json: bool) -> None:
     """One summary line, the owner's unchanged serial, planned changes, outputs.
 
     Colors only on a terminal (click drops them when stdout is not a TTY).
@@ -62,12 +66,15 @@ def _report(result: RunResult, as_json: bool, reporter: Reporter) -> None:
         click.echo(f"  {name} = {value}")
 
 
-def _run(stage: str, via: str, lock_timeout: str, as_json: bool) -> tuple[StageRun, Reporter]:
+def _pipeline(stage: str, via: str, lock_timeout: str, as_json: bool) -> Pipeline:
     project = Project.load()
-    parsed = project.parse_stage(stage)
-    reporter = Reporter(quiet=as_json)
-    run = StageRun(project, parsed, reporter=reporter, lock_timeout=lock_timeout)
-    return run, reporter
+    run = StageRun(
+        project,
+        project.parse_stage(stage),
+        reporter=Reporter(quiet=as_json),
+        lock_timeout=lock_timeout,
+    )
+    return Pipeline(run, applier_for(via))
 
 
 @click.command()
@@ -77,9 +84,7 @@ def deploy(stage: str, via: str, lock_timeout: str, as_json: bool) -> None:
 
     Example: forkstage deploy --stage pr-147
     """
-    run, reporter = _run(stage, via, lock_timeout, as_json)
-    result = run.deploy_via_cdktf() if via == "cdktf" else run.deploy()
-    _report(result, as_json, reporter)
+    _report(_pipeline(stage, via, lock_timeout, as_json).deploy(), as_json)
 
 
 @click.command()
@@ -89,8 +94,7 @@ def plan(stage: str, via: str, lock_timeout: str, as_json: bool) -> None:
 
     Example: forkstage plan --stage pr-147 --json
     """
-    run, reporter = _run(stage, via, lock_timeout, as_json)
-    _report(run.plan(), as_json, reporter)
+    _report(_pipeline(stage, via, lock_timeout, as_json).plan(), as_json)
 
 
 @click.command()
@@ -101,9 +105,7 @@ def destroy(stage: str, via: str, lock_timeout: str, as_json: bool, force: bool)
 
     Example: forkstage destroy --stage pr-147
     """
-    run, reporter = _run(stage, via, lock_timeout, as_json)
-    result = run.destroy_via_cdktf(force=force) if via == "cdktf" else run.destroy(force=force)
-    _report(result, as_json, reporter)
+    _report(_pipeline(stage, via, lock_timeout, as_json).destroy(force=force), as_json)
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -133,10 +135,6 @@ def prune(older_than: str | None, open_: str | None, dry_run: bool, as_json: boo
 
     Example: forkstage prune --open pr-147,pr-150 --older-than 7d --dry-run
     """
-    import time
-
-    from forkstage.commands.info import stage_rows
-
     if not older_than and open_ is None:
         raise click.UsageError("say what to prune: --older-than DURATION and/or --open pr-1,pr-2")
     max_age = parse_duration(older_than) if older_than else None
@@ -144,25 +142,14 @@ def prune(older_than: str | None, open_: str | None, dry_run: bool, as_json: boo
     keep = {s.strip() for s in (open_ or "").split(",") if s.strip()}
     for name in keep:
         project.parse_stage(name)
-    now = time.time()
-    victims = []
-    for row in stage_rows(project):
-        if row["kind"] != "referencing":
-            continue
-        closed = open_ is not None and row["stage"] not in keep
-        stale = False
-        if max_age is not None and row["last_change"]:
-            from datetime import datetime
-
-            stale = now - datetime.fromisoformat(row["last_change"]).timestamp() > max_age
-        if closed or stale:
-            victims.append({"stage": row["stage"], "reason": "closed" if closed else "stale"})
+    victims = prune_candidates(project, keep=keep if open_ is not None else None, max_age=max_age)
     results = []
     for victim in victims:
         if not dry_run:
-            reporter = Reporter(quiet=as_json)
-            run = StageRun(project, project.parse_stage(victim["stage"]), reporter=reporter)
-            run.destroy()
+            run = StageRun(
+                project, project.parse_stage(victim["stage"]), reporter=Reporter(quiet=as_json)
+            )
+            Pipeline(run).destroy()
         results.append({**victim, "destroyed": not dry_run})
         if not as_json:
             verb = "would destroy" if dry_run else "destroyed"

@@ -3,43 +3,35 @@
 Library use::
 
     from forkstage.migrator import migrate, status
-    outcome = migrate(url, Path("migrations"))
+    outcome = migrate(url, Path("migrations"), connect_options=resolver.connect_options)
 
-Exit codes of the ``forkstage migrate`` / ``forkstage migrations`` commands: 0 ok, 1 a migration
-failed (rolled back) or the database is unreachable, 2 bad input, 4 an applied migration was
-edited.
+The caller says how to reach a database (``reach.Resolver``); the migrator looks nothing up.
+Failures are ``forkstage.errors`` classes, whose ``exit_code`` the ``forkstage migrate`` /
+``forkstage migrations`` commands exit with: 0 ok, 1 a migration failed (rolled back) or the
+database is unreachable, 2 bad input, 4 an applied migration was edited.
 """
 
 from __future__ import annotations
 
-from forkstage.migrator.errors import (
-    EXIT_BAD_INPUT,
-    EXIT_EDITED,
-    EXIT_FAILED,
-    BadInput,
-    DatabaseUnavailable,
-    EditedMigration,
-    MigrationError,
-    MigrationFailed,
-)
+from forkstage.errors import BadInput, DatabaseUnavailable, EditedMigration, MigrationFailed
 from forkstage.migrator.layout import Layout, Migration, MigrationSet, load_migrations
+from forkstage.migrator.reach import ConnectOptions, Resolver, choose_url
 from forkstage.migrator.runner import Outcome, Plan, Status, inspect, migrate, status
 
 __all__ = [
-    "EXIT_BAD_INPUT",
-    "EXIT_EDITED",
-    "EXIT_FAILED",
     "BadInput",
+    "ConnectOptions",
     "DatabaseUnavailable",
     "EditedMigration",
     "Layout",
     "Migration",
-    "MigrationError",
     "MigrationFailed",
     "MigrationSet",
     "Outcome",
     "Plan",
+    "Resolver",
     "Status",
+    "choose_url",
     "inspect",
     "load_migrations",
     "migrate",

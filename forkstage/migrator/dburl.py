@@ -12,7 +12,7 @@ from urllib.parse import quote, unquote, urlsplit
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from forkstage.migrator.errors import BadInput
+from forkstage.errors import BadInput
 
 SCHEMES = ("postgresql", "postgres")
 MASK = "***"

@@ -24,7 +24,7 @@ from typing import LiteralString
 import psycopg
 from psycopg.rows import TupleRow
 
-from forkstage.migrator.errors import BadInput
+from forkstage.errors import BadInput
 from forkstage.migrator.layout import Layout, Migration, MigrationSet
 
 Conn = psycopg.Connection[TupleRow]

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
-from forkstage.migrator.errors import BadInput
+from forkstage.errors import BadInput
 
 BREAKPOINT = "--> statement-breakpoint"
 JOURNAL = Path("meta") / "_journal.json"

@@ -24,10 +24,11 @@ from pathlib import Path
 import psycopg
 from psycopg.pq import TransactionStatus
 
+from forkstage.errors import DatabaseUnavailable, EditedMigration, MigrationFailed
 from forkstage.migrator.dburl import check_url, describe, scrub
-from forkstage.migrator.errors import DatabaseUnavailable, EditedMigration, MigrationFailed
 from forkstage.migrator.history import Conn, History, Record, history_for
 from forkstage.migrator.layout import Layout, Migration, MigrationSet, load_migrations
+from forkstage.migrator.reach import ConnectOptions
 
 # One key per database: advisory locks are scoped to the database they are taken in.
 LOCK_KEY = int.from_bytes(hashlib.sha256(b"forkstage.migrate").digest()[:8], "big", signed=True)
@@ -120,28 +121,27 @@ def edited_error(plan: Plan) -> EditedMigration:
     )
 
 
-def connect(url: str, *, timeout: int = 15) -> Conn:
+def connect(url: str, *, timeout: int = 15, connect_options: ConnectOptions | None = None) -> Conn:
+    """An autocommit session on ``url``; ``connect_options(url)`` adds libpq keywords."""
     check_url(url)
-    from forkstage.engine import forkstage_home
-    from localcloud.endpoints import connect_overrides
-
+    extra = dict(connect_options(url)) if connect_options else {}
     try:
         return psycopg.connect(
             url,
             autocommit=True,
             connect_timeout=timeout,
             application_name=APPLICATION_NAME,
-            **connect_overrides(url, forkstage_home()),  # type: ignore[arg-type]
+            **extra,  # type: ignore[arg-type]
         )
     except psycopg.Error as exc:
         detail = scrub(" ".join(str(exc).split()), url)
         raise DatabaseUnavailable(f"cannot connect to {describe(url)}: {detail}") from None
 
 
-def status(url: str, directory: Path) -> Plan:
+def status(url: str, directory: Path, *, connect_options: ConnectOptions | None = None) -> Plan:
     """What ``migrate`` would find: applied, pending and changed migrations."""
     mset = load_migrations(directory)
-    with connect(url) as conn:
+    with connect(url, connect_options=connect_options) as conn:
         return inspect(conn, mset)
 
 
@@ -152,10 +152,14 @@ def migrate(
     dry_run: bool = False,
     lock_timeout: float = 300,
     on_applied: Callable[[Applied], None] | None = None,
+    connect_options: ConnectOptions | None = None,
 ) -> Outcome:
-    """Apply every pending migration of ``directory``; see the module docstring for guarantees."""
+    """Apply every pending migration of ``directory``; see the module docstring for guarantees.
+
+    ``connect_options`` is how the caller routes ``url`` (see ``reach.Resolver``).
+    """
     mset = load_migrations(directory)  # bad input fails before any connection
-    with connect(url) as conn:
+    with connect(url, connect_options=connect_options) as conn:
         history = history_for(mset.layout)
         if dry_run:
             plan = inspect(conn, mset, history)

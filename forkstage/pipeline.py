@@ -1,0 +1,257 @@
+"""Deploy, plan and destroy one stage: guards, synth, init, then the engine or cdktf-cli.
+
+There is one pipeline; only the step that changes infrastructure differs between forkstage's
+own engine run and ``--via cdktf``, and it is injected as an ``Applier``. Guards, synth, init,
+the destroy-plan check, the owner-serial check, the workspace deletion and the run record happen
+here, once, whichever applies.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from forkstage import guards
+from forkstage.errors import Failed
+from forkstage.local_workers import serve_stage_worker, stop_stage_worker
+from forkstage.runner import StageRun
+from forkstage.runs import RunResult, record_run
+from forkstage.tfevents import apply_seconds, change_summary, planned_changes
+
+PLAN_FILE = "destroy.tfplan"
+MIGRATIONS = "terraform_data.migrations"
+
+
+@dataclass
+class DestroyPlan:
+    """A checked destroy plan: its file in the stack folder and the changes it holds."""
+
+    file: str
+    changes: list[dict[str, str]]
+
+
+@dataclass
+class Applied:
+    """What an applier did: Terraform's counts (add/change/remove) and the changes it made."""
+
+    counts: dict[str, int]
+    changes: list[dict[str, str]] = field(default_factory=list)
+
+
+class Applier(Protocol):
+    """The step that changes infrastructure, run after the pipeline's guards, synth and init."""
+
+    def apply(self, run: StageRun) -> Applied: ...
+
+    def destroy(self, run: StageRun, plan: DestroyPlan) -> Applied: ...
+
+
+class EngineApplier:
+    """forkstage's pinned engine: ``apply -json``, and a destroy that applies the checked plan."""
+
+    def apply(self, run: StageRun) -> Applied:
+        with run.reporter.phase("apply", "terraform apply"):
+            proc = run.terraform(
+                "apply",
+                "-auto-approve",
+                "-input=false",
+                "-json",
+                f"-lock-timeout={run.lock_timeout}",
+            )
+        run.check(proc, "apply")
+        migrations = apply_seconds(proc.stdout, MIGRATIONS)
+        if migrations is not None:
+            run.reporter.phases["migrations"] = migrations  # part of the apply, shown apart
+        return Applied(change_summary(proc.stdout), planned_changes(proc.stdout))
+
+    def destroy(self, run: StageRun, plan: DestroyPlan) -> Applied:
+        with run.reporter.phase("apply", "terraform destroy"):
+            proc = run.terraform(
+                "apply", "-input=false", "-json", f"-lock-timeout={run.lock_timeout}", plan.file
+            )
+        run.check(proc, "destroy")
+        return Applied(change_summary(proc.stdout), plan.changes)
+
+
+class CdktfApplier:
+    """The project's own cdktf-cli (``cdktf deploy|destroy``) on the prepared workspace.
+
+    cdktf-cli reports no machine-readable counts, so they come from the state's resource count
+    before and after.
+    """
+
+    def __init__(self, timeout: float = 900) -> None:
+        self.timeout = timeout
+
+    def cdktf(self, run: StageRun, command: str) -> subprocess.CompletedProcess[str]:
+        """Run ``cdktf <command>`` on this stage, workspace already prepared."""
+        binary = run.project.root / "node_modules" / ".bin" / "cdktf"
+        if not binary.exists():
+            raise Failed("cdktf-cli is not installed in this project: run `make install`")
+        env = run.env()
+        env.update({"FORKSTAGE_SYNTH_ONLY": "1", "CI": "1", "FORCE_COLOR": "0"})
+        argv = [str(binary), command, run.stage.stack_id, "--auto-approve"]
+        try:
+            return subprocess.run(
+                [*argv, "--output", str(run.workdir)],
+                cwd=run.project.root,
+                env=env,
+                text=True,
+                capture_output=True,
+                stdin=subprocess.DEVNULL,
+                timeout=self.timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise Failed(
+                f"cdktf {command} of {run.stage.name} did not finish within {self.timeout:.0f}s"
+            ) from None
+
+    def apply(self, run: StageRun) -> Applied:
+        before = run.resources()
+        with run.reporter.phase("apply", "cdktf deploy"):
+            proc = self.cdktf(run, "deploy")
+        run.check(proc, "cdktf deploy")
+        after = run.resources()
+        return Applied(
+            {"add": max(after - before, 0), "change": 0, "remove": max(before - after, 0)}
+        )
+
+    def destroy(self, run: StageRun, plan: DestroyPlan) -> Applied:
+        # the plan was only for the check: cdktf-cli plans (and runs) its own destroy
+        (run.stack_dir / plan.file).unlink(missing_ok=True)
+        before = run.resources()
+        with run.reporter.phase("apply", "cdktf destroy"):
+            proc = self.cdktf(run, "destroy")
+        run.check(proc, "cdktf destroy")
+        return Applied({"add": 0, "change": 0, "remove": before})
+
+
+def applier_for(via: str) -> Applier:
+    """The applier behind ``--via engine|cdktf``."""
+    return CdktfApplier() if via == "cdktf" else EngineApplier()
+
+
+class Pipeline:
+    """deploy / plan / destroy of one stage, with ``applier`` doing the infrastructure step."""
+
+    def __init__(self, run: StageRun, applier: Applier | None = None) -> None:
+        self.run = run
+        self.applier: Applier = applier or EngineApplier()
+
+    def prepare(self) -> None:
+        """Backend up, owner guard, synth, init and workspace: ready for any Terraform or
+        cdktf-cli run on the stage (what ``forkstage env`` leaves behind for a person)."""
+        run = self.run
+        run.start_backend()
+        guards.check_owner_deployed(run.stage, run.reader)
+        run.synth()
+        with run.session():
+            run.init()
+
+    def deploy(self) -> RunResult:
+        run, started = self.run, time.perf_counter()
+        run.start_backend()
+        guards.check_owner_deployed(run.stage, run.reader)
+        run.synth()
+        with run.session():
+            run.init()
+            applied = self.applier.apply(run)
+        outputs = self._deployed_outputs()  # before the result: the Worker's start is timed
+        result = self._result("deploy", started, applied)
+        result.outputs = outputs
+        record_run(run.home, result)
+        return result
+
+    def plan(self) -> RunResult:
+        """Always the engine's ``plan -json``: cdktf-cli's diff is no machine-readable plan."""
+        run, started = self.run, time.perf_counter()
+        run.start_backend()
+        guards.check_owner_deployed(run.stage, run.reader)
+        run.synth()
+        with run.session():
+            run.init()
+            with run.reporter.phase("plan", "terraform plan"):
+                proc = run.terraform(
+                    "plan", "-input=false", "-json", f"-lock-timeout={run.lock_timeout}"
+                )
+        run.check(proc, "plan")
+        return self._result(
+            "plan", started, Applied(change_summary(proc.stdout), planned_changes(proc.stdout))
+        )
+
+    def destroy(self, *, force: bool = False) -> RunResult:
+        run, started = self.run, time.perf_counter()
+        run.start_backend()
+        guards.check_destroy_allowed(run.project, run.stage, run.reader, force=force)
+        guards.check_has_state(run.stage, run.reader)
+        before = run.owner_serial()
+        if run.local:
+            stop_stage_worker(run.home, run.stage.name)
+        run.synth()
+        with run.session():
+            run.init()
+            plan = self._destroy_plan()
+            try:
+                applied = self.applier.destroy(run, plan)
+            finally:
+                (run.stack_dir / plan.file).unlink(missing_ok=True)
+            run.delete_workspace()
+        result = self._result("destroy", started, applied)
+        if run.stage.owner:
+            after = run.owner_serial()
+            result.owner_serial = {"before": before, "after": after}
+            guards.check_owner_untouched(run.stage, before, after)
+        record_run(run.home, result)
+        return result
+
+    # -- parts ---------------------------------------------------------------------------------
+    def _destroy_plan(self) -> DestroyPlan:
+        """Plan the destroy into a file and check its changes before anything is deleted.
+
+        No refresh: whatever is already gone is dropped from state by the providers, and the
+        check reads the plan's own ``planned_change`` events (no extra ``show -json``).
+        """
+        run = self.run
+        with run.reporter.phase("plan", "destroy plan"):
+            proc = run.terraform(
+                "plan",
+                "-destroy",
+                "-refresh=false",
+                "-input=false",
+                "-json",
+                f"-out={PLAN_FILE}",
+                f"-lock-timeout={run.lock_timeout}",
+            )
+        run.check(proc, "destroy plan")
+        changes = planned_changes(proc.stdout)
+        guards.check_destroy_plan(run.stage, changes)
+        return DestroyPlan(PLAN_FILE, changes)
+
+    def _deployed_outputs(self) -> dict[str, Any]:
+        """The stage's outputs after an apply; on the local target its Worker is (re)started
+        so the deploy ends with a live ``worker_url``."""
+        run = self.run
+        outputs = run.outputs()
+        if run.local and outputs.get("worker_name"):
+            with run.reporter.phase("worker", "worker ready"):
+                stop_stage_worker(run.home, run.stage.name)  # new code or bindings: afresh
+                worker = serve_stage_worker(run.project, run.stage.name)
+            outputs["worker_url"] = str(worker.url).rstrip("/")
+        return outputs
+
+    def _result(self, operation: str, started: float, applied: Applied) -> RunResult:
+        run = self.run
+        return RunResult(
+            stage=run.stage.name,
+            operation=operation,
+            added=applied.counts["add"],
+            changed=applied.counts["change"],
+            destroyed=applied.counts["remove"],
+            seconds=time.perf_counter() - started,
+            phases=dict(run.reporter.phases),
+            changes=applied.changes,
+            finished_at=time.time(),
+        )
