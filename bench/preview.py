@@ -197,8 +197,8 @@ def run_cycle(home: Path, stage: str) -> Cycle:
     result = json.loads(out)
     cycle.deploy_phases = result["phases"]
     cycle.resources = apply_timings(events)
-    # On the local target the deploy ends by serving the Worker (serve_stage_worker until
-    # /health answers), timed by the CLI as its "worker" phase.
+    # On the local target the stand-in starts the Worker during the apply; the deploy ends by
+    # waiting until its /health answers, timed by the CLI as its "worker" phase.
     if "worker" not in cycle.deploy_phases or "worker_url" not in result["outputs"]:
         raise RuntimeError(f"the deploy of {stage} served no Worker: is the target local?")
     cycle.worker = cycle.deploy_phases["worker"]
@@ -312,8 +312,8 @@ def print_table(
     print(
         "columns: phases as `forkstage deploy|destroy --json` reports them; init+ws = terraform "
         "init + workspace select (+ delete on destroy); apply = terraform apply as a whole, "
-        "migr. = the migrations resource inside it; worker = the deploy's own "
-        "serve_stage_worker until /health answers; other = CLI wall clock minus those phases "
+        "migr. = the migrations resource inside it; worker = the deploy's wait until the "
+        "Worker the stand-in started answers /health; other = CLI wall clock minus those phases "
         "(interpreter start, state-server checks, outputs); total = CLI wall clock, median of "
         "the per-cycle totals (columns are medians each, so they need not add up)."
     )
@@ -364,7 +364,7 @@ def clean_up(home: Path) -> None:
     failed = 0
     for name in sorted(names, key=lambda n: (not n.startswith("pr-"), n == "staging", n)):
         try:
-            forkstage("destroy", "--stage", name, "--force")
+            forkstage("destroy", "--stage", name, "--force", "--cascade")
         except (RuntimeError, subprocess.TimeoutExpired) as exc:
             failed += 1
             print(f"clean-up: {exc}", file=sys.stderr)

@@ -1,7 +1,9 @@
-"""Stage names, owner vs referencing stages, and the names derived from them.
+"""Stage names, the project's stage classes, and the names derived from them.
 
 A stage name ends up in a Terraform workspace, an S3 key, a stack id and three providers'
-resource names, so it is validated once here and everything else derives from it.
+resource names, so it is validated once here and everything else derives from it. A name must
+also belong to one of the project's stage classes (long-lived, pull-request or personal): a typo
+such as ``pr147`` would otherwise become a stage that owns a whole Neon project.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import re
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Literal
+
+StageKind = Literal["owner", "referencing", "personal"]
 
 MAX_STAGE_LENGTH = 40
 _GENERIC = re.compile(r"[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*")
@@ -75,16 +79,34 @@ def physical_name(
 
 @dataclass(frozen=True)
 class Stage:
-    """One deployment stage and how it relates to the owner stage."""
+    """One deployment stage and how it relates to the owner stage.
+
+    ``owner``: a long-lived stage, owns its Neon project. ``referencing``: a pull-request stage,
+    forks a branch of ``owner``'s project. ``personal``: owns its own project like a long-lived
+    stage, but is nobody's owner and is never pruned.
+    """
 
     name: str
-    kind: Literal["owner", "referencing"]
+    kind: StageKind
     owner: str | None = None
 
     @classmethod
     def parse(
-        cls, name: str, *, owner_stage: str = "staging", referencing: tuple[str, ...] = ("pr-*",)
+        cls,
+        name: str,
+        *,
+        owner_stage: str = "staging",
+        referencing: tuple[str, ...] = ("pr-*",),
+        classes: StageClasses | None = None,
     ) -> Stage:
+        """The stage ``name`` of ``classes``; StageError if invalid or in no class.
+
+        Prefer ``Settings.parse_stage``, which passes the project's own classes. Without
+        ``classes`` (older apps) only the syntax is checked and a name that matches no
+        ``referencing`` pattern is an owner, as before stage classes existed.
+        """
+        if classes is not None:
+            return classes.parse(name)
         validate_stage_name(name)
         if name != owner_stage and any(fnmatchcase(name, p) for p in referencing):
             return cls(name=name, kind="referencing", owner=owner_stage)
@@ -108,3 +130,44 @@ class Stage:
         63 characters: the strictest of their documented limits.
         """
         return physical_name(app, id_, self.name, limit=limit)
+
+
+@dataclass(frozen=True)
+class StageClasses:
+    """Which names are stages of a project (``[stages]`` in forkstage.toml).
+
+    The owner is always long-lived. Classes are tried in order: long-lived names, then
+    referencing patterns, then personal patterns (``fnmatch`` globs such as ``pr-*``).
+    """
+
+    owner: str = "staging"
+    long_lived: tuple[str, ...] = ("staging", "prod")
+    referencing: tuple[str, ...] = ("pr-*",)
+    personal: tuple[str, ...] = ("dev_*",)
+
+    @property
+    def long_lived_names(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys([self.owner, *self.long_lived]))
+
+    def describe(self) -> str:
+        """``staging, prod (long-lived), pr-* (pull requests), dev_* (personal)``."""
+        parts = [f"{', '.join(self.long_lived_names)} (long-lived)"]
+        if self.referencing:
+            parts.append(f"{', '.join(self.referencing)} (pull requests)")
+        if self.personal:
+            parts.append(f"{', '.join(self.personal)} (personal)")
+        return ", ".join(parts)
+
+    def parse(self, name: str) -> Stage:
+        """The syntax checks first, then the class; StageError names the classes otherwise."""
+        validate_stage_name(name)
+        if name in self.long_lived_names:
+            return Stage(name=name, kind="owner")
+        if any(fnmatchcase(name, p) for p in self.referencing):
+            return Stage(name=name, kind="referencing", owner=self.owner)
+        if any(fnmatchcase(name, p) for p in self.personal):
+            return Stage(name=name, kind="personal")
+        raise StageError(
+            f"{name!r} is not a stage of this project: stages are {self.describe()}; "
+            "add it under [stages] in forkstage.toml"
+        )

@@ -7,6 +7,7 @@ synth or a CI step does not pay for boto3, psycopg or Miniflare's helpers it doe
 from __future__ import annotations
 
 import importlib
+import json
 
 import click
 
@@ -37,20 +38,67 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# Commands that print a richer JSON document of their own when they fail with --json.
+OWN_JSON_ERRORS = frozenset({("migrate",), ("migrations",)})
+
+
 def command_error(error: ForkstageError) -> click.ClickException:
     """A library error on its way out: click prints ``Error: <message>`` and exits with its code."""
     kind = type(type(error).__name__, (click.ClickException,), {"exit_code": error.exit_code})
     return kind(error.message)
 
 
+def _leaf(
+    group: click.Group, ctx: click.Context, args: list[str]
+) -> tuple[tuple[str, ...], click.Command | None, list[str]]:
+    """The command the arguments name (through nested groups), its path and its arguments."""
+    path: tuple[str, ...] = ()
+    command: click.Command | None = group
+    while isinstance(command, click.Group):
+        found = next((i for i, a in enumerate(args) if not a.startswith("-")), None)
+        if found is None:
+            return path, None, []
+        name = args[found]
+        command = command.get_command(ctx, name)
+        path, args = (*path, name), args[found + 1 :]
+    return path, command, args
+
+
+def _asked_for_json(command: click.Command | None, args: list[str]) -> bool:
+    """Whether the command has a ``--json`` flag (or ``--format json``) and it was given."""
+    if command is None:
+        return False
+    args = args[: args.index("--")] if "--" in args else args
+    opts = {opt for param in command.params for opt in param.opts}
+    if "--json" in opts and "--json" in args:
+        return True
+    if "--format" in opts:
+        pairs = zip(args, [*args[1:], ""], strict=True)
+        return "--format=json" in args or ("--format", "json") in pairs
+    return False
+
+
 class LazyGroup(click.Group):
-    """A group whose commands are imported on first use; library errors become exit codes here."""
+    """A group whose commands are imported on first use; library errors become exit codes here.
+
+    With ``--json`` a failure also prints ``{"error": ..., "exit_code": N}`` on stdout, so a CI
+    step that parses the output gets a document either way.
+    """
 
     def invoke(self, ctx: click.Context) -> object:
+        args = [*ctx._protected_args, *ctx.args]
+        error: click.ClickException
         try:
             return super().invoke(ctx)
         except ForkstageError as exc:
-            raise command_error(exc) from None
+            error, own = command_error(exc), True
+        except click.ClickException as exc:
+            error, own = exc, False
+        path, command, rest = _leaf(self, ctx, args)
+        if _asked_for_json(command, rest) and not (own and path in OWN_JSON_ERRORS):
+            doc = {"error": error.format_message(), "exit_code": error.exit_code}
+            click.echo(json.dumps(doc, sort_keys=True))
+        raise error from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)

@@ -39,12 +39,9 @@ class Project:
         return forkstage_home(self.root)
 
     def parse_stage(self, name: str) -> Stage:
+        """The stage of this project's classes (``[stages]``); BadInput (exit 2) otherwise."""
         try:
-            return Stage.parse(
-                name,
-                owner_stage=self.settings.owner_stage,
-                referencing=self.settings.referencing,
-            )
+            return self.settings.parse_stage(name)
         except StageError as exc:
             raise BadInput(str(exc)) from None
 

@@ -2,6 +2,9 @@
 
 Commands call ``ensure_running`` before touching state: a CI job or a laptop needs no separate
 step to bring the backend up, and parallel jobs with their own FORKSTAGE_HOME never share one.
+A server already answering on the port must be this home's: one started for another
+FORKSTAGE_HOME would refuse our keys (``InvalidAccessKeyId``) halfway through a command, so it is
+named up front instead.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ from cdk.settings import BackendSettings
 from forkstage.errors import Failed
 
 READY_TIMEOUT = 15.0
+DEFAULT_PORT = 4599
+# (endpoint, home) pairs already found to be this home's server in this process
+_OURS: set[tuple[str, Path]] = set()
 
 
 def data_dir(home: Path) -> Path:
@@ -70,14 +76,128 @@ def running_pid(home: Path) -> int | None:
     return pid
 
 
+def _listening_pid(port: int, first: int | None) -> int | None:
+    """The process listening on ``port`` on this machine, found through /proc (None where that
+    cannot be read: another user's process, or no /proc)."""
+    sockets = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if (
+                len(fields) > 9
+                and fields[3] == "0A"
+                and int(fields[1].rsplit(":", 1)[1], 16) == port
+            ):
+                sockets.add(f"socket:[{fields[9]}]")
+    if not sockets:
+        return None
+    candidates = [first] if first else []
+    candidates += [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit()]
+    for pid in candidates:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") in sockets:
+                    return pid
+            except OSError:
+                continue
+    return None
+
+
+def _served_data_dir(pid: int) -> Path | None:
+    """The data folder a state server process serves: its ``--data``, else the
+    ``$FORKSTAGE_HOME/state`` it defaults to."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+    except OSError:
+        return None
+    for i, arg in enumerate(argv):
+        if arg == "--data" and i + 1 < len(argv):
+            return cwd / argv[i + 1]
+        if arg.startswith("--data="):
+            return cwd / arg.removeprefix("--data=")
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return None
+    homes = [e.removeprefix("FORKSTAGE_HOME=") for e in environ if e.startswith("FORKSTAGE_HOME=")]
+    return cwd / homes[0] / "state" if homes and homes[0] else None
+
+
+def _rejects_our_key(backend: BackendSettings, home: Path) -> bool:
+    """Ask the server with this home's admin key: a server of another home does not know it."""
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    from backend.credentials import ensure_admin
+
+    cred = ensure_admin(data_dir(home))
+    request = AWSRequest(
+        method="GET", url=f"{backend.endpoint.rstrip('/')}/{backend.bucket}?list-type=2&max-keys=1"
+    )
+    keys = Credentials(cred.access_key_id, cred.secret_access_key)
+    S3SigV4Auth(keys, "s3", backend.region or "us-east-1").add_auth(request)
+    prepared = urllib.request.Request(request.url, headers=dict(request.headers.items()))
+    try:
+        with urllib.request.urlopen(prepared, timeout=5):
+            return False
+    except urllib.error.HTTPError as exc:
+        body = exc.read(4096)
+        return exc.code == 403 and (
+            b"InvalidAccessKeyId" in body or b"SignatureDoesNotMatch" in body
+        )
+    except OSError:
+        return False
+
+
+def check_ours(backend: BackendSettings, home: Path) -> None:
+    """Fail with one line when the server answering on the endpoint belongs to another home."""
+    key = (backend.endpoint, home)
+    if key in _OURS:
+        return
+    port = urlsplit(backend.endpoint).port or DEFAULT_PORT
+    pid = _listening_pid(port, running_pid(home))
+    served = _served_data_dir(pid) if pid is not None else None
+    if served is not None:
+        ours = served.resolve() == data_dir(home).resolve()
+    else:
+        ours = not _rejects_our_key(backend, home)
+    if ours:
+        _OURS.add(key)
+        return
+    from localcloud.net import LOOPBACK, free_port
+
+    if served is None:
+        owner = "another FORKSTAGE_HOME"
+    elif served.name == "state":
+        owner = f"another FORKSTAGE_HOME ({served.parent})"
+    else:
+        owner = f"another state server (data {served})"
+    raise Failed(
+        f"the state server on port {port} belongs to {owner}, not {home}: give this home a "
+        f"port of its own, e.g. export FORKSTAGE_BACKEND_ENDPOINT=http://{LOOPBACK}:{free_port()}"
+    )
+
+
 def ensure_running(backend: BackendSettings, home: Path) -> None:
-    """Start the embedded server in the background unless it already answers."""
+    """Start the embedded server in the background unless this home's already answers."""
     if not backend.embedded:
         return
     if _responds(backend.endpoint):
+        check_ours(backend, home)
         return
     with _start_lock(home):
         if _responds(backend.endpoint):
+            check_ours(backend, home)
             return
         parts = urlsplit(backend.endpoint)
         log = log_file(home)
@@ -90,7 +210,7 @@ def ensure_running(backend: BackendSettings, home: Path) -> None:
             "--host",
             parts.hostname or "127.0.0.1",
             "--port",
-            str(parts.port or 4599),
+            str(parts.port or DEFAULT_PORT),
             "--data",
             str(data_dir(home)),
             "--bucket",
@@ -113,6 +233,7 @@ def ensure_running(backend: BackendSettings, home: Path) -> None:
                     f"the embedded state server exited (code {proc.returncode}); see {log}"
                 )
             if _responds(backend.endpoint):
+                _OURS.add((backend.endpoint, home))
                 return
             time.sleep(0.05)
         proc.terminate()
@@ -123,6 +244,7 @@ def ensure_running(backend: BackendSettings, home: Path) -> None:
 
 def stop(home: Path, timeout: float = 10.0) -> bool:
     """Stop the server started for this home; False when none was running."""
+    _OURS.difference_update({k for k in _OURS if k[1] == home})
     pid = running_pid(home)
     if pid is None:
         pid_file(home).unlink(missing_ok=True)

@@ -29,35 +29,61 @@ def check_owner_deployed(stage: Stage, reader: StateReader) -> None:
 
 
 def check_destroy_allowed(
-    project: Project, stage: Stage, reader: StateReader, *, force: bool
-) -> None:
-    """A protected stage, or an owner whose referencing stages still have resources, stays up
-    unless forced."""
-    if force:
-        return
-    if stage.name in project.settings.protected:
+    project: Project, stage: Stage, reader: StateReader, *, force: bool, cascade: bool = False
+) -> list[str]:
+    """Refuse up front what would leave a stage half-destroyed; return the stages to destroy
+    first (``cascade``).
+
+    A protected stage needs ``force``. An owner whose referencing stages still have resources
+    is refused even with ``force``: the provider will not delete a branch with child branches,
+    so the destroy would stop halfway, with the owner's Worker and endpoint already gone.
+    With ``cascade`` every referencing stage with a workspace (empty ones too, so none is left
+    orphaned) is returned, to be destroyed through its own guarded pipeline first.
+    """
+    if stage.name in project.settings.protected and not force:
         raise Refused(f"stage {stage.name} is protected: pass --force to destroy it anyway")
     if stage.is_referencing:
-        return
-    dependents = []
+        return []
+    dependents = referencing_stages(project, stage, reader)
+    live = [name for name, resources in dependents.items() if resources > 0]
+    if cascade:
+        protected = [n for n in dependents if n in project.settings.protected]
+        if protected and not force:
+            raise Refused(
+                f"stage {stage.name} is referenced by protected {', '.join(protected)}: "
+                "pass --force with --cascade to destroy them too"
+            )
+        return sorted(dependents)
+    if live:
+        first = " && ".join(f"forkstage destroy --stage {name}" for name in live)
+        raise Refused(
+            f"stage {stage.name} is referenced by {', '.join(live)}, which still "
+            f"{'has' if len(live) == 1 else 'have'} resources: destroy "
+            f"{'it' if len(live) == 1 else 'them'} first ({first}), or pass --cascade to "
+            f"destroy {'it' if len(live) == 1 else 'them'} and then {stage.name}"
+        )
+    return []
+
+
+def referencing_stages(project: Project, stage: Stage, reader: StateReader) -> dict[str, int]:
+    """The stages in the backend that reference ``stage``, with their resource counts."""
+    found = {}
     for name in reader.stages():
-        if name == stage.name:
-            continue
-        other = project.parse_stage_or_none(name)
+        other = project.parse_stage_or_none(name) if name != stage.name else None
         if other is not None and other.owner == stage.name:
             state = reader.state(name)
-            if state is not None and state.resources > 0:
-                dependents.append(name)
-    if dependents:
-        raise Refused(
-            f"stage {stage.name} is referenced by {', '.join(dependents)}: destroy "
-            "those first, or pass --force"
-        )
+            found[name] = state.resources if state is not None else 0
+    return found
+
+
+def has_state(stage: Stage, reader: StateReader) -> bool:
+    """Whether the backend holds a workspace for the stage (an empty state counts)."""
+    return stage.workspace in reader.stages()
 
 
 def check_has_state(stage: Stage, reader: StateReader) -> None:
-    """Destroying a stage the backend does not know would only create its workspace."""
-    if stage.workspace not in reader.stages():
+    """``destroy --strict``: a stage the backend does not know is an error, not a no-op."""
+    if not has_state(stage, reader):
         raise Refused(f"stage {stage.name} has no state in the backend: nothing to destroy")
 
 

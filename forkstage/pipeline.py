@@ -15,7 +15,8 @@ from typing import Any, Protocol
 
 from forkstage import guards
 from forkstage.errors import Failed
-from forkstage.local_workers import serve_stage_worker, stop_stage_worker
+from forkstage.local_workers import wait_for_worker
+from forkstage.report import Reporter
 from forkstage.runner import StageRun
 from forkstage.runs import RunResult, record_run
 from forkstage.tfevents import apply_seconds, change_summary, planned_changes
@@ -91,7 +92,7 @@ class CdktfApplier:
         if not binary.exists():
             raise Failed("cdktf-cli is not installed in this project: run `make install`")
         env = run.env()
-        env.update({"FORKSTAGE_SYNTH_ONLY": "1", "CI": "1", "FORCE_COLOR": "0"})
+        env.update({"FORKSTAGE_PREPARED": run.stage.name, "CI": "1", "FORCE_COLOR": "0"})
         argv = [str(binary), command, run.stage.stack_id, "--auto-approve"]
         try:
             return subprocess.run(
@@ -162,7 +163,7 @@ class Pipeline:
         outputs = self._deployed_outputs()  # before the result: the Worker's start is timed
         result = self._result("deploy", started, applied)
         result.outputs = outputs
-        record_run(run.home, result)
+        record_run(run.home, self._stamped(result))
         return result
 
     def plan(self) -> RunResult:
@@ -182,14 +183,34 @@ class Pipeline:
             "plan", started, Applied(change_summary(proc.stdout), planned_changes(proc.stdout))
         )
 
-    def destroy(self, *, force: bool = False) -> RunResult:
+    def destroy(
+        self, *, force: bool = False, cascade: bool = False, strict: bool = False
+    ) -> RunResult:
+        """Destroy the stage; one without state is a no-op (``strict``: refused), and an owner
+        still referenced is refused before anything runs (``cascade``: its referencing stages
+        are destroyed first, each through this same path)."""
         run, started = self.run, time.perf_counter()
         run.start_backend()
-        guards.check_destroy_allowed(run.project, run.stage, run.reader, force=force)
-        guards.check_has_state(run.stage, run.reader)
+        if strict:
+            guards.check_has_state(run.stage, run.reader)
+        elif not guards.has_state(run.stage, run.reader):
+            return RunResult(
+                stage=run.stage.name,
+                operation="destroy",
+                nothing_to_destroy=True,
+                seconds=time.perf_counter() - started,
+                phases=dict(run.reporter.phases),
+                finished_at=time.time(),
+            )
+        dependents = guards.check_destroy_allowed(
+            run.project, run.stage, run.reader, force=force, cascade=cascade
+        )
+        if dependents:
+            cascaded = [self._destroy_dependent(name, force=force) for name in dependents]
+            result = self.destroy(force=force)  # guarded again: nothing references it now
+            result.cascaded = cascaded
+            return result
         before = run.owner_serial()
-        if run.local:
-            stop_stage_worker(run.home, run.stage.name)
         run.synth()
         with run.session():
             run.init()
@@ -204,10 +225,31 @@ class Pipeline:
             after = run.owner_serial()
             result.owner_serial = {"before": before, "after": after}
             guards.check_owner_untouched(run.stage, before, after)
-        record_run(run.home, result)
+        record_run(run.home, self._stamped(result))
         return result
 
     # -- parts ---------------------------------------------------------------------------------
+    def _destroy_dependent(self, name: str, *, force: bool) -> RunResult:
+        """``--cascade``: one referencing stage, destroyed through its own guarded pipeline."""
+        run = self.run
+        reporter = Reporter(
+            quiet=run.reporter.quiet, on_terraform_output=run.reporter.on_terraform_output
+        )
+        other = StageRun(
+            run.project,
+            run.project.parse_stage(name),
+            reporter=reporter,
+            lock_timeout=run.lock_timeout,
+        )
+        return Pipeline(other, self.applier).destroy(force=force)
+
+    def _stamped(self, result: RunResult) -> RunResult:
+        """The run record notes the state it left, so readers can tell when it went stale."""
+        state = self.run.reader.state(self.run.stage.name)
+        result.state_serial = state.serial if state is not None else None
+        result.state_lineage = state.lineage if state is not None else ""
+        return result
+
     def _destroy_plan(self) -> DestroyPlan:
         """Plan the destroy into a file and check its changes before anything is deleted.
 
@@ -231,15 +273,14 @@ class Pipeline:
         return DestroyPlan(PLAN_FILE, changes)
 
     def _deployed_outputs(self) -> dict[str, Any]:
-        """The stage's outputs after an apply; on the local target its Worker is (re)started
-        so the deploy ends with a live ``worker_url``."""
+        """The stage's outputs after an apply; on the local target also ``worker_url``, once
+        the Worker that the Cloudflare stand-in (re)started during the apply answers."""
         run = self.run
         outputs = run.outputs()
         if run.local and outputs.get("worker_name"):
             with run.reporter.phase("worker", "worker ready"):
-                stop_stage_worker(run.home, run.stage.name)  # new code or bindings: afresh
-                worker = serve_stage_worker(run.project, run.stage.name)
-            outputs["worker_url"] = str(worker.url).rstrip("/")
+                name = str(outputs["worker_name"])
+                outputs["worker_url"] = wait_for_worker(run.home, run.stage.name, name)
         return outputs
 
     def _result(self, operation: str, started: float, applied: Applied) -> RunResult:

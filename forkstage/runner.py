@@ -108,7 +108,6 @@ class StageRun:
                 self.project,
                 self.stage.name,
                 self.workdir,
-                only=True,
                 env=self.env(workspace=False),
             )
         return self.stack_dir

@@ -1,6 +1,8 @@
 """Run records: what one deploy/plan/destroy did, and the last run per stage on this machine.
 
 ``forkstage summary`` reads the record back for a pull-request comment; ``--json`` prints it.
+A record carries the state serial and lineage the run left behind, so a reader can tell whether
+it still describes the state (a plain ``cdktf deploy`` or ``destroy`` since then makes it stale).
 """
 
 from __future__ import annotations
@@ -28,11 +30,19 @@ class RunResult:
     owner_serial: dict[str, int | None] = field(default_factory=dict)
     changes: list[dict[str, str]] = field(default_factory=list)
     finished_at: float = 0.0
+    # the stage's state after the run (None: no state left, e.g. after a destroy)
+    state_serial: int | None = None
+    state_lineage: str = ""
+    # destroy of a stage without state: nothing ran
+    nothing_to_destroy: bool = False
+    # destroy --cascade: the referencing stages destroyed first, in order
+    cascaded: list[RunResult] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["seconds"] = round(self.seconds, 3)
         data["phases"] = {k: round(v, 3) for k, v in self.phases.items()}
+        data["cascaded"] = [c.to_json() for c in self.cascaded]
         return data
 
 
@@ -56,3 +66,15 @@ def last_run(home: Path, stage: str) -> dict[str, Any]:
         return {}
     data = json.loads(path.read_text())
     return data if isinstance(data, dict) else {}
+
+
+def describes(run: dict[str, Any], serial: int | None, lineage: str) -> bool:
+    """Whether a recorded run left the state that is there now (``serial`` None: no state).
+
+    Records from before serials were kept never match: they cannot say which state they saw.
+    """
+    if not run or "state_serial" not in run:
+        return False
+    if serial is None:
+        return run["state_serial"] is None
+    return bool(run["state_serial"] == serial and run.get("state_lineage") == lineage)

@@ -13,7 +13,8 @@ from forkstage import embedded
 from forkstage.context import Project
 from forkstage.errors import BadInput
 from forkstage.local_workers import running_worker_url
-from forkstage.state import StateReader
+from forkstage.runs import describes, last_run
+from forkstage.state import StageState, StateReader
 
 # Rows a summary shows first, in this order: (label, output name).
 SUMMARY_FIELDS = (
@@ -41,8 +42,19 @@ def _age(moment: datetime | None) -> str:
     return f"{seconds}s ago"
 
 
+def _when(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "an unknown time"
+
+
+def stage_status(state: StageState | None) -> str:
+    """``live``, or ``empty``: a workspace whose state holds no resources and no outputs (what a
+    plain ``cdktf destroy`` leaves behind) is not a running stage."""
+    return "live" if state is not None and (state.resources or state.outputs) else "empty"
+
+
 def stage_rows(project: Project) -> list[dict[str, Any]]:
-    """Every stage in the backend: kind, owner, last change, serial, resources, lock holder."""
+    """Every stage in the backend: kind, status, owner, last change, serial, resources, lock
+    holder; read from the state itself, so right after a plain cdktf run too."""
     reader = backend_reader(project)
     rows = []
     for name in reader.stages():
@@ -53,6 +65,7 @@ def stage_rows(project: Project) -> list[dict[str, Any]]:
             {
                 "stage": name,
                 "kind": parsed.kind if parsed else "unknown",
+                "status": stage_status(state),
                 "owner": parsed.owner if parsed else None,
                 "last_change": state.last_modified.isoformat()
                 if state and state.last_modified
@@ -67,16 +80,21 @@ def stage_rows(project: Project) -> list[dict[str, Any]]:
     return rows
 
 
-def stage_outputs(project: Project, stage: str) -> dict[str, Any]:
-    """A deployed stage's non-sensitive outputs, plus its Worker's URL if the local cloud
-    serves it now."""
+def _deployed_state(project: Project, stage: str) -> StageState:
     project.parse_stage(stage)
     state = backend_reader(project).state(stage)
     if state is None:
         raise BadInput(f"stage {stage} is not deployed: forkstage deploy --stage {stage}")
+    return state
+
+
+def stage_outputs(project: Project, stage: str, state: StageState | None = None) -> dict[str, Any]:
+    """A deployed stage's non-sensitive outputs, plus its Worker's URL if the local cloud
+    serves it now."""
+    state = state or _deployed_state(project, stage)
     values = state.public_outputs()
     if project.settings.target == "local":
-        url = running_worker_url(project.home, stage)
+        url = running_worker_url(project.home, stage, values.get("worker_name"))
         if url:
             values["worker_url"] = url
     return values
@@ -89,12 +107,41 @@ def summary_rows(values: dict[str, Any]) -> list[tuple[str, Any]]:
     return rows + [(k, v) for k, v in sorted(values.items()) if k not in known]
 
 
-def run_line(run: dict[str, Any]) -> str:
-    """One line about a recorded run (``forkstage.runs.last_run``) for the summary."""
+def stage_summary(project: Project, stage: str) -> dict[str, Any]:
+    """What ``summary`` shows, read from the state itself: the outputs, the state's serial and
+    last change, and this machine's last run only if it left the state that is there now.
+
+    ``changed_outside_forkstage`` is true when a run is recorded but the state moved on since
+    (a plain ``cdktf deploy|destroy``, or a run elsewhere).
+    """
+    state = _deployed_state(project, stage)
+    run = last_run(project.home, stage)
+    current = describes(run, state.serial, state.lineage)
+    return {
+        "stage": stage,
+        "outputs": stage_outputs(project, stage, state),
+        "last_run": run if current else {},
+        "changed_outside_forkstage": bool(run) and not current,
+        "state": {
+            "serial": state.serial,
+            "resources": state.resources,
+            "status": stage_status(state),
+            "last_modified": state.last_modified.isoformat() if state.last_modified else None,
+        },
+    }
+
+
+def change_line(summary: dict[str, Any]) -> tuple[str, str]:
+    """(label, text) about the stage's last change for the summary (``stage_summary``)."""
+    run, state = summary["last_run"], summary["state"]
+    moment = datetime.fromisoformat(state["last_modified"]) if state["last_modified"] else None
+    at = f"{_when(moment)} (serial {state['serial']})"
+    if summary["changed_outside_forkstage"]:
+        return "Last change", f"outside forkstage at {at}"
     if not run:
-        return "no run recorded on this machine"
+        return "Last change", f"at {at}; no forkstage run recorded on this machine"
     when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(run.get("finished_at", 0)))
-    return (
+    return "Last run", (
         f"{run.get('operation')}: {run.get('added', 0)} created, "
         f"{run.get('changed', 0)} changed, "
         f"{run.get('destroyed', 0)} destroyed in {run.get('seconds', 0):.1f}s ({when})"

@@ -1,7 +1,7 @@
 """Local Cloudflare account state: Hyperdrive configs and Worker scripts, for the stand-in.
 
-Only what a later ``forkstage local serve`` needs to run a stage's Worker (Miniflare/workerd)
-is kept: each Hyperdrive's origin (password included: state.json is mode 0600, as Terraform's own
+Only what running a script's Worker (Miniflare/workerd, ``localcloud.live_workers``) needs is
+kept: each Hyperdrive's origin (password included: state.json is mode 0600, as Terraform's own
 state holds it too), each Worker's code, main module, compatibility settings and bindings. Code
 goes to ``scripts/<account>/<script>/<main module>`` so a runtime can load it as is.
 
@@ -45,7 +45,7 @@ def _compact(value: Any) -> Any:
     return value
 
 
-def _safe(part: str) -> str:
+def safe_name(part: str) -> str:
     """A path segment from an account id or script name (both user input)."""
     cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in part).lstrip(".")
     return cleaned or "_"
@@ -131,7 +131,7 @@ class Account:
 
     # -- Workers ---------------------------------------------------------------------------------
     def script_dir(self, account_id: str, script_name: str) -> Path:
-        return self.root / "scripts" / _safe(account_id) / _safe(script_name)
+        return self.root / "scripts" / safe_name(account_id) / safe_name(script_name)
 
     def put_script(
         self, account_id: str, script_name: str, *, content: str, settings: dict[str, Any]
@@ -147,14 +147,14 @@ class Account:
             folder = self.script_dir(account_id, script_name)
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir(parents=True)
-            (folder / _safe(main_module)).write_text(content)
+            (folder / safe_name(main_module)).write_text(content)
             now = _now()
             record = {
                 **_compact(settings),
                 "account_id": account_id,
                 "script_name": script_name,
                 "main_module": main_module,
-                "path": str(folder / _safe(main_module)),
+                "path": str(folder / safe_name(main_module)),
                 "etag": hashlib.sha256(content.encode()).hexdigest(),
                 "created_on": previous["created_on"] if previous else now,
                 "modified_on": now,

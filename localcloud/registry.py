@@ -13,6 +13,10 @@ the real package, and a local run rejects a lock file made by a real run. ``-loc
 cannot help (it fails when the entry is missing), and ``dev_overrides`` still needs ``init`` to
 accept the lock file. So a local run gets a lock file of its own: ``isolated_lock_file(workdir)``
 sets any other lock file aside for the run and puts it back after, deleting the stand-in one.
+cdktf-cli runs Terraform in its own stack folder and, when no lock file pins every required
+provider, runs ``terraform providers lock``, which asks the registry even for mirrored
+providers: ``write_lock_file`` gives that folder the lock file ``init`` would write for the
+stand-ins, and ``drop_lock_file`` takes it away again before a run against the real providers.
 Lock files are gitignored either way; a stand-in one must never be committed.
 """
 
@@ -24,7 +28,7 @@ import os
 import platform
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -156,3 +160,51 @@ def isolated_lock_file(workdir: Path, home: Path) -> Iterator[None]:
         lock.unlink(missing_ok=True)
         if aside.exists():
             aside.replace(lock)
+
+
+def lock_file_text(home: Path, sources: Collection[str] | None = None) -> str:
+    """What ``terraform init`` writes into a lock file for the stand-ins under ``home``
+    (those of ``sources``, fully qualified addresses, when given)."""
+    blocks = []
+    for pin, _ in sorted(STANDINS, key=lambda standin: standin[0].fqn):
+        if sources is not None and pin.fqn not in sources:
+            continue
+        blocks.append(
+            f'provider "{pin.fqn}" {{\n'
+            f'  version     = "{pin.version}"\n'
+            f'  constraints = "{pin.version}"\n'
+            "  hashes = [\n"
+            f'    "{package_hash(launcher_path(home, pin))}",\n'
+            "  ]\n"
+            "}\n"
+        )
+    return (
+        '# This file is maintained automatically by "terraform init".\n'
+        "# Manual edits may be lost in future updates.\n\n" + "\n".join(blocks)
+    )
+
+
+def write_lock_file(stack_dir: Path, home: Path, sources: Collection[str] | None = None) -> Path:
+    """Pin the stand-ins (of ``sources``) in a stack folder another tool (cdktf-cli) runs
+    Terraform in. A lock file from a real run is set aside (``drop_lock_file`` puts it back).
+    """
+    install(home)
+    lock = Path(stack_dir) / LOCK_FILE
+    aside = lock.with_name(LOCK_FILE + ASIDE_SUFFIX)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    if lock.exists() and not is_standin_lock(lock, home) and not aside.exists():
+        lock.replace(aside)
+    tmp = lock.with_name(f".{LOCK_FILE}.{os.getpid()}")
+    tmp.write_text(lock_file_text(home, sources))
+    tmp.replace(lock)
+    return lock
+
+
+def drop_lock_file(stack_dir: Path, home: Path) -> None:
+    """Before a real-provider run in that folder: no stand-in lock file, the set-aside one back."""
+    lock = Path(stack_dir) / LOCK_FILE
+    aside = lock.with_name(LOCK_FILE + ASIDE_SUFFIX)
+    if lock.exists() and is_standin_lock(lock, home):
+        lock.unlink()
+    if aside.exists() and not lock.exists():
+        aside.replace(lock)

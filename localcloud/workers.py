@@ -237,7 +237,7 @@ def start_worker(
     main_module: str | None = None,
     compatibility_date: str = DEFAULT_COMPATIBILITY_DATE,
     compatibility_flags: tuple[str, ...] = ("nodejs_compat",),
-    ready_path: str = "/",
+    ready_path: str | None = "/",
     ready_timeout: float = READY_TIMEOUT,
     node: str | None = None,
     node_modules: Path,
@@ -247,7 +247,8 @@ def start_worker(
     ``bindings`` become plain (text/JSON) bindings; ``hyperdrive`` maps a binding name to the
     ``postgresql://user:password@127.0.0.1:port/db`` URL that binding's Hyperdrive fronts.
     ``port=0`` picks a free port (see ``.url``). Output goes to ``log_path``, the launcher's pid
-    to ``pid_path``.
+    to ``pid_path``. ``ready_path=None`` returns once Miniflare serves (the script loaded) without
+    sending the Worker a request.
     """
     if not name or "\n" in name:
         raise WorkerError("a Worker needs a one-line name")
@@ -330,22 +331,26 @@ def start_worker(
     )
     try:
         worker.url = _wait_for_url(proc, ready_file, log_path, name, started + ready_timeout)
-        target = worker.url.rstrip("/") + ready_path
-        while not _answers(target, timeout=1.0):
-            if proc.poll() is not None:
-                raise WorkerError(
-                    f"Worker {name} exited (code {proc.returncode}): {_tail(log_path)}"
-                )
-            if time.monotonic() > started + ready_timeout:
-                raise WorkerError(
-                    f"Worker {name} did not answer within {ready_timeout:.0f} s; see {log_path}"
-                )
-            time.sleep(0.02)
+        if ready_path is not None:
+            wait_until_answers(worker, ready_path, started + ready_timeout - time.monotonic())
     except BaseException:
         worker.stop()
         raise
     worker.ready_seconds = time.monotonic() - started
     return worker
+
+
+def wait_until_answers(worker: WorkerProcess, path: str, timeout: float) -> None:
+    """Until the Worker answers ``path`` with any HTTP status (it dies or time runs out: error)."""
+    deadline = time.monotonic() + timeout
+    target = worker.url.rstrip("/") + path
+    while not _answers(target, timeout=1.0):
+        if not worker.is_running():
+            raise WorkerError(f"Worker {worker.name} exited: {_tail(worker.log_path)}")
+        if time.monotonic() > deadline:
+            late = f"did not answer within {timeout:.0f} s"
+            raise WorkerError(f"Worker {worker.name} {late}; see {worker.log_path}")
+        time.sleep(0.02)
 
 
 def _wait_for_url(

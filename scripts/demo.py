@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -39,6 +40,16 @@ def http(method: str, url: str, body: str | None = None) -> object:
     request = urllib.request.Request(url, method=method, data=body.encode() if body else None)
     with urllib.request.urlopen(request, timeout=15) as response:
         return json.loads(response.read())
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
 
 
 def rows(stage: str) -> list[tuple[int, str]]:
@@ -104,6 +115,8 @@ def main() -> None:
     assert all(e.branch_id != pr_branch for e in plane.endpoints())
     assert not plane.branch_dir(pr_branch).exists()
     print(f"pr-147's endpoint is stopped and its branch data ({pr_branch}) removed")
+    assert not answers(base), base  # the stand-in stopped the Worker with its script
+    print(f"pr-147's Worker stopped with its script ({base} refuses connections)")
     after = rows("staging")
     assert after == staging_rows, (after, staging_rows)
     serial = {r["stage"]: r["serial"] for r in json.loads(fs("stages", "--json", capture=True))}

@@ -37,23 +37,19 @@ class AppStack(ForkstageStack):
         self.output("worker_name", worker.name)
 
 
-def stages_to_synth(
-    settings: Settings, stage_name: str | None, *, only: bool = False
-) -> list[Stage]:
-    """The requested stage plus the long-lived ones, each once, in a stable order."""
-    requested = [stage_name] if stage_name else []
-    names = requested if only else list(dict.fromkeys([*settings.long_lived, *requested]))
-    return [
-        Stage.parse(n, owner_stage=settings.owner_stage, referencing=settings.referencing)
-        for n in names
-    ]
+def stages_to_synth(settings: Settings, stage_name: str | None) -> list[Stage]:
+    """The named stage alone, else the long-lived stages.
+
+    One stack when a stage is named, so a bare ``cdktf deploy|destroy|diff`` acts on that stage
+    and nothing else; the long-lived ones when none is (``cdktf list``, overviews).
+    """
+    names = [stage_name] if stage_name else list(dict.fromkeys(settings.long_lived))
+    return [settings.parse_stage(n) for n in names]
 
 
-def build_app(
-    settings: Settings, stage_name: str | None, *, outdir: str | None = None, only: bool = False
-) -> App:
+def build_app(settings: Settings, stage_name: str | None, *, outdir: str | None = None) -> App:
     """The cdktf App for ``main.py`` and ``forkstage synth`` alike (identical output)."""
     app = App(outdir=outdir) if outdir else App()
-    for stage in stages_to_synth(settings, stage_name, only=only):
+    for stage in stages_to_synth(settings, stage_name):
         AppStack(app, stage=stage, settings=settings)
     return app

@@ -79,7 +79,7 @@ class LocalCloud:
             except AssertionError:
                 break
             for stage in sorted(left, key=lambda s: s == "staging"):
-                self.run("destroy", "--stage", stage, "--force")
+                self.run("destroy", "--stage", stage, "--force", "--cascade")
         self.run("local", "down")
         if not self.processes():
             shutil.rmtree(self.home, ignore_errors=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -85,3 +86,78 @@ def test_prune_rejects_a_bad_duration_before_touching_anything(in_repo: Path) ->
         "Error: Invalid value: '7x' is not a duration: use e.g. 30m, 12h or 7d\n"
     )
     assert not (in_repo / "home").exists()
+
+
+# --- stage classes (issue 10): a name in no class is refused before anything is written --------
+
+TYPO_STAGES = ("pr147", "staging2", "preview-12")
+CLASSES = "staging, prod (long-lived), pr-* (pull requests), dev_* (personal)"
+
+
+@pytest.mark.parametrize(
+    "command", ["synth", "deploy", "plan", "destroy", "outputs", "summary", "env"]
+)
+@pytest.mark.parametrize("name", TYPO_STAGES)
+def test_names_in_no_stage_class_exit_2_with_one_line(
+    in_repo: Path, command: str, name: str
+) -> None:
+    out = in_repo / "out"
+    result = CliRunner().invoke(
+        main, [command, "--stage", name, *(["--out", str(out)] if command == "synth" else [])]
+    )
+    assert result.exit_code == 2, result.output
+    assert result.output == (
+        f"Error: {name!r} is not a stage of this project: stages are {CLASSES}; "
+        "add it under [stages] in forkstage.toml\n"
+    )
+    assert not out.exists()
+    assert not (in_repo / "home").exists()
+
+
+@pytest.mark.slow
+def test_stage_classes_against_a_real_state_server(tmp_path: Path) -> None:
+    """Typos leave the running backend empty; each class deploys with its kind; prune spares
+    personal stages; a project's own personal pattern replaces dev_*."""
+    from tests.wrapper_env import Sandbox
+
+    box = Sandbox.create(tmp_path)
+    toml = box.app / "forkstage.toml"
+    toml.write_text(toml.read_text().replace('personal = ["dev_*"]', 'personal = ["sandbox-*"]'))
+    try:
+        assert box.forkstage("backend", "start", timeout=60).returncode == 0
+        box.s3().head_bucket(Bucket="forkstage-state")
+        for command in ("deploy", "plan", "destroy", "synth", "env", "outputs"):
+            for name in ("pr147", "dev_sam"):
+                proc = box.forkstage(command, "--stage", name)
+                assert proc.returncode == 2, (command, name, proc.stderr)
+                assert proc.stderr == (
+                    f"Error: {name!r} is not a stage of this project: stages are staging "
+                    "(long-lived), pr-* (pull requests), sandbox-* (personal); "
+                    "add it under [stages] in forkstage.toml\n"
+                ), command
+                assert proc.stdout == ""
+        assert box.object_keys() == []
+        assert not (box.home / "work").exists()
+        assert not (box.app / "cdktf.out").exists()
+
+        for name in ("staging", "pr-1", "sandbox-1"):
+            proc = box.forkstage("deploy", "--stage", name)
+            assert proc.returncode == 0, proc.stderr
+        rows = json.loads(box.forkstage("stages", "--json").stdout)
+        assert {r["stage"]: (r["kind"], r["owner"]) for r in rows} == {
+            "staging": ("owner", None),
+            "pr-1": ("referencing", "staging"),
+            "sandbox-1": ("personal", None),
+        }
+        pruned = box.forkstage("prune", "--open", "", "--older-than", "0s", "--json")
+        assert pruned.returncode == 0, pruned.stderr
+        assert json.loads(pruned.stdout) == [
+            {"stage": "pr-1", "reason": "closed", "destroyed": True}
+        ]
+        left = {
+            r["stage"]: r["resources"] for r in json.loads(box.forkstage("stages", "--json").stdout)
+        }
+        assert set(left) == {"staging", "sandbox-1"}
+        assert left["sandbox-1"] > 0 and left["staging"] > 0
+    finally:
+        box.stop()

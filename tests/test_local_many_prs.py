@@ -133,7 +133,9 @@ def test_ten_prs_two_at_a_time_stay_isolated_and_leave_nothing_behind(
         for stage, branch in branch_of.items():
             assert not any(branch in p for p in running), stage
         assert notes("staging") == [SEED]
-        assert sorted(p.stem for p in (cloud.home / "workers").glob("*.pid")) == ["staging"]
+        assert sorted(p.stem for p in (cloud.home / "workers").glob("*.pid")) == [
+            "forkstage-api-staging"
+        ]
 
         mark = time.monotonic()
         cloud.ok("destroy", "--stage", "staging")

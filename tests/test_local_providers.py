@@ -2,17 +2,21 @@
 
 One "staging" configuration (project, branch, endpoint, role password, Hyperdrive, Worker) is
 applied once for the module; "PR stage" configurations fork from it and are destroyed again.
-Every server started here is stopped by the module fixture's teardown.
+A plain apply leaves each Worker running (Miniflare), as Cloudflare serves an uploaded script;
+every server and Worker started here is stopped by the module fixture's teardown.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
 import tempfile
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +28,7 @@ from tf.types import Unknown
 from cdk.providers.pins import CLOUDFLARE, NEON
 from cdk.providers.schema import SCHEMAS_DIR, SchemaError, load
 from forkstage.engine import run_terraform, terraform_env
+from localcloud import live_workers
 from localcloud.cloudflare import Account
 from localcloud.cloudflare import NotFound as ScriptNotFound
 from localcloud.neon import Conflict, ControlPlane, NotFound, PasswordNotStored
@@ -44,6 +49,9 @@ pytestmark = pytest.mark.timeout(120)
 
 ACCOUNT = "0123456789abcdef0123456789abcdef"
 WORKER = "export default { async fetch(req, env) { return new Response('ok') } }\n"
+WORKER_FILE = "src/worker.js"  # beside the config: relative to Terraform's working directory
+WORKER_SHA256 = hashlib.sha256(WORKER.encode()).hexdigest()
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 REQUIRED = {
     "required_providers": {
         "neon": {"source": NEON.source, "version": NEON.version},
@@ -69,11 +77,17 @@ def hyperdrive(name: str, stage: str, project: str) -> dict[str, Any]:
     }
 
 
-def worker(name: str, stage: str) -> dict[str, Any]:
+def worker(name: str, stage: str, *, inline: bool = False) -> dict[str, Any]:
+    """A Worker with its code in a file (as cdk.Worker synthesizes it), or inline."""
+    code = (
+        {"content": WORKER}
+        if inline
+        else {"content_file": WORKER_FILE, "content_sha256": WORKER_SHA256}
+    )
     return {
         "account_id": ACCOUNT,
         "script_name": name,
-        "content": WORKER,
+        **code,
         "main_module": "worker.js",
         "compatibility_date": "2025-09-01",
         "compatibility_flags": ["nodejs_compat"],
@@ -172,7 +186,7 @@ def pr_config(number: int) -> dict[str, Any]:
                 }
             },
             "cloudflare_hyperdrive_config": {"pr": hyperdrive(name, "pr", "var.")},
-            "cloudflare_workers_script": {"pr": worker(name, "pr")},
+            "cloudflare_workers_script": {"pr": worker(name, "pr", inline=number % 2 == 0)},
         },
         "data": {
             "neon_branch_role_password": {
@@ -208,7 +222,8 @@ class Terraform:
         )
 
     def write(self, config: dict[str, Any]) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / WORKER_FILE).parent.mkdir(parents=True, exist_ok=True)
+        (self.workdir / WORKER_FILE).write_text(WORKER)
         (self.workdir / "main.tf.json").write_text(json.dumps(config, indent=1))
 
     def run(self, *args: str, ok: bool = True, codes: tuple[int, ...] = (0,)) -> Any:
@@ -244,6 +259,23 @@ def accepts(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def answer(home: Path, script: str) -> str:
+    """What the script's running Worker answers on ``/`` (it must run)."""
+    running = live_workers.attach(home, script)
+    assert running is not None, f"no Worker runs for {script}"
+    with _NO_PROXY.open(running.url, timeout=15) as response:
+        return str(response.read().decode())
+
+
+def _live(pid: int) -> bool:
+    """Running, not a zombie (PID 1 here may not reap orphans)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
 def postgres_processes(home: Path) -> list[str]:
     found = subprocess.run(["pgrep", "-af", str(home)], capture_output=True, text=True)
     return [line for line in found.stdout.splitlines() if "postgres" in line]
@@ -256,6 +288,7 @@ def home() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="fs-local-"))
     path.chmod(0o711)
     yield path
+    live_workers.stop_all(path)
     ControlPlane(path).stop_all()
     shutil.rmtree(path, ignore_errors=True)
 
@@ -425,10 +458,59 @@ def test_staging_outputs_reach_real_servers(staging: tuple[Terraform, Any], home
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         psycopg.connect(wrong, connect_timeout=5)
     script = account.get_script(ACCOUNT, "shop-staging")
-    assert Path(script["path"]).read_text() == WORKER
+    assert Path(script["path"]).read_text() == WORKER  # read from its content_file
     assert script["bindings"][0]["id"] == out["hyperdrive_id"]
     state = (home / "local" / "neon" / "state.json").stat()
     assert state.st_mode & 0o077 == 0  # it holds passwords
+
+
+@pytest.mark.slow
+def test_a_plain_apply_leaves_the_worker_running(
+    staging: tuple[Terraform, Any], home: Path
+) -> None:
+    # no wrapper here: the stand-in started the Worker when the apply uploaded the script
+    assert answer(home, "shop-staging") == "ok"
+    running = live_workers.attach(home, "shop-staging")
+    assert running is not None and running.processes()
+    assert os.getpid() not in running.processes()  # detached: it outlived the provider
+
+
+@pytest.mark.slow
+def test_worker_code_as_a_file_is_checked_as_the_real_provider_checks_it(home: Path) -> None:
+    tf = Terraform(home, home / "work" / "code-file")
+    script = worker("shop-code", "x")
+    del script["bindings"]
+    tf.write({"terraform": REQUIRED, "provider": PROVIDERS})
+    tf.run("init")
+
+    def plan(**attrs: Any) -> subprocess.CompletedProcess[str]:
+        config = {**script, **attrs}
+        tf.write(
+            {
+                "terraform": REQUIRED,
+                "provider": PROVIDERS,
+                "resource": {"cloudflare_workers_script": {"w": config}},
+            }
+        )
+        done: subprocess.CompletedProcess[str] = tf.run("plan", ok=False)
+        return done
+
+    wrong = plan(content_sha256="0" * 64)
+    assert wrong.returncode == 1
+    assert "SHA-256 Hash Mismatch" in wrong.stderr
+    assert f"does not match the actual hash '{WORKER_SHA256}'" in " ".join(wrong.stderr.split())
+    missing = plan(content_file="src/gone.js")
+    assert "Hash Calculation Error" in missing.stderr and "src/gone.js" in missing.stderr
+    unpaired = plan(content_sha256=None)
+    assert 'Attribute "content_sha256" must be specified' in " ".join(unpaired.stderr.split())
+    both = plan(content=WORKER)
+    assert "cannot be specified when" in " ".join(both.stderr.split())
+
+    shown = plan()  # what `cdktf diff` shows: a path and a hash, never the code
+    assert shown.returncode == 0, shown.stderr
+    assert re.search(rf'content_sha256 += "{WORKER_SHA256}"', shown.stdout), shown.stdout
+    assert re.search(rf'content_file += "{WORKER_FILE}"', shown.stdout)
+    assert "new Response" not in shown.stdout
 
 
 @pytest.mark.slow
@@ -445,6 +527,10 @@ def test_pr_stage_forks_an_isolated_copy_and_destroy_removes_it(
 
     pr = apply_pr(home, 1, out)
     pr_out = pr.outputs()
+    assert answer(home, "shop-pr-1") == "ok"
+    worker = live_workers.attach(home, "shop-pr-1")
+    assert worker is not None
+    worker_pids = worker.processes()
     cp = ControlPlane(home)
     branch = cp.get_branch(out["project_id"], pr_out["branch_id"])
     assert branch.parent_id == out["default_branch_id"] and branch.name == "pr-1"
@@ -472,6 +558,8 @@ def test_pr_stage_forks_an_isolated_copy_and_destroy_removes_it(
         cp.get_branch(out["project_id"], pr_out["branch_id"])
     with pytest.raises(ScriptNotFound):
         Account(home).get_script(ACCOUNT, "shop-pr-1")
+    assert live_workers.attach(home, "shop-pr-1") is None  # deleting the script stopped it
+    assert not [p for p in worker_pids if _live(p)]
     assert rows(parent) == ["before-fork", "parent-after"]
 
 
@@ -482,6 +570,8 @@ def test_branch_deleted_behind_terraforms_back_is_recreated(
     _, out = staging
     pr = apply_pr(home, 2, out)
     first = pr.outputs()
+    before = live_workers.attach(home, "shop-pr-2")
+    assert before is not None
     cp = ControlPlane(home)
     cp.delete_branch(out["project_id"], first["branch_id"])  # takes its endpoint with it
 
@@ -497,8 +587,13 @@ def test_branch_deleted_behind_terraforms_back_is_recreated(
     )
     with psycopg.connect(Account(home).hyperdrive_local_url(second["hyperdrive_id"])) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
+    # the Hyperdrive config changed origin in place: its Worker was restarted onto it
+    after = live_workers.attach(home, "shop-pr-2")
+    assert after is not None and after.pid != before.pid
+    assert answer(home, "shop-pr-2") == "ok"
     assert pr.run("plan", "-detailed-exitcode", *pr_vars(out)).returncode == 0
     pr.run("destroy", "-auto-approve", *pr_vars(out))
+    assert live_workers.attach(home, "shop-pr-2") is None
 
 
 @pytest.mark.slow
@@ -572,6 +667,7 @@ def test_destroying_staging_stops_every_server(staging: tuple[Terraform, Any], h
     state = json.loads((home / "local" / "neon" / "state.json").read_text())
     assert state["projects"] == {} and state["branches"] == {} and state["endpoints"] == {}
     assert postgres_processes(home) == []
+    assert live_workers.running(home) == []
     assert json.loads((home / "local" / "cloudflare" / "state.json").read_text()) == {
         "hyperdrive": {},
         "workers": {},

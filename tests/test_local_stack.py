@@ -1,20 +1,30 @@
 """The real AppStack against the local stand-ins: plans for every stage kind, the PR plan's
-resources, and an endpoint brought back by `forkstage local up` after its server was killed."""
+resources (the Worker's code shown as a hash), an endpoint and a Worker brought back by
+`forkstage local up` after their processes were killed, and a destroy that stops the Worker."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
+import shlex
 import signal
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
+from forkstage.engine import run_terraform
 from tests.local_env import LocalCloud
 from tests.wrapper_env import REPO
+
+BUNDLE = REPO / "worker" / "dist" / "index.js"
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 pytestmark = pytest.mark.slow
 
@@ -54,6 +64,20 @@ def test_pr_plan_creates_only_its_own_resources(
     ]
     assert any(c["address"].startswith("terraform_data.migrations") for c in plan["changes"])
 
+    # what `cdktf diff` / a plain `terraform plan` of the stage shows: the Worker's code as a
+    # file and its hash, never the bundle's text
+    exports = [shlex.split(line)[1] for line in local.ok("env", "--stage", "pr-301").splitlines()]
+    env = dict(item.split("=", 1) for item in exports)
+    stack = local.home / "work" / "local" / "pr-301" / "stacks" / "stack-pr-301"
+    assert run_terraform(["init", "-input=false"], cwd=stack, env=env).returncode == 0
+    shown = run_terraform(["plan", "-input=false", "-no-color"], cwd=stack, env=env)
+    assert shown.returncode == 0, shown.stderr
+    digest = hashlib.sha256(BUNDLE.read_bytes()).hexdigest()
+    assert re.search(rf'\+ content_sha256 += "{digest}"', shown.stdout), shown.stdout[-3000:]
+    assert re.search(r'\+ content_file += "assets/api_code_\w+/\w+/index\.js"', shown.stdout)
+    assert "Hello from forkstage" not in shown.stdout  # a string of the bundle
+    assert len(shown.stdout) < 20_000
+
 
 def _alive(pid: int) -> bool:
     """Running, not a zombie (here PID 1 does not reap orphans: a killed server stays one)."""
@@ -62,6 +86,15 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
+def _get(url: str) -> Any:
+    with _NO_PROXY.open(url, timeout=15) as response:
+        return json.loads(response.read())
+
+
+def _worker_url(local: LocalCloud, stage: str) -> str:
+    return str(json.loads(local.ok("outputs", "--stage", stage, "--json"))["worker_url"])
 
 
 def _url(
@@ -83,7 +116,11 @@ def test_killed_endpoint_comes_back_with_its_data(
     from localcloud.neon import ControlPlane
 
     local.ok("deploy", "--stage", "staging")  # a no-op when the previous test deployed it
-    local.ok("deploy", "--stage", "pr-301")
+    deployed = json.loads(local.ok("deploy", "--stage", "pr-301", "--json"))
+    assert deployed["phases"]["worker"] > 0  # the deploy waited for the Worker's URL
+    worker = deployed["outputs"]["worker_url"]
+    assert _worker_url(local, "pr-301") == worker
+    assert _get(worker + "/health") == {"ok": True, "database": "app"}
     url, extra = _url(local, "pr-301", monkeypatch)
     with psycopg.connect(url, autocommit=True, **extra) as conn:
         conn.execute("insert into notes (body) values ('survives kill -9')")
@@ -98,9 +135,37 @@ def test_killed_endpoint_comes_back_with_its_data(
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(url, connect_timeout=2, **extra).close()
 
+    # the Worker goes down too (a reboot, say)
+    script = str(deployed["outputs"]["worker_name"])
+    launcher = int((local.home / "workers" / f"{script}.pid").read_text())
+    os.killpg(launcher, signal.SIGKILL)
+    while time.monotonic() < deadline + 10 and _alive(launcher):
+        time.sleep(0.05)
+    assert "worker_url" not in json.loads(local.ok("outputs", "--stage", "pr-301", "--json"))
+
     out = local.ok("local", "up")
     assert endpoint.host in out
+    assert f"worker {script} -> http://127.0.0.1:" in out
     url, extra = _url(local, "pr-301", monkeypatch)  # the port may have moved, as on Neon
     with psycopg.connect(url, autocommit=True, **extra) as conn:
         rows = [r[0] for r in conn.execute("select body from notes order by id")]
     assert "survives kill -9" in rows
+    notes = _get(_worker_url(local, "pr-301") + "/notes")
+    assert "survives kill -9" in [n["body"] for n in notes]
+
+
+def test_destroy_stops_the_stage_s_worker(local: LocalCloud) -> None:
+    local.ok("deploy", "--stage", "pr-301")  # a no-op when the previous test deployed it
+    outputs = json.loads(local.ok("outputs", "--stage", "pr-301", "--json"))
+    script = outputs["worker_name"]
+    launcher = int((local.home / "workers" / f"{script}.pid").read_text())
+    assert _alive(launcher)
+    status = json.loads(local.ok("local", "status", "--json"))
+    assert {"script": script, "url": outputs["worker_url"] + "/"} in status["workers"]
+
+    local.ok("destroy", "--stage", "pr-301")
+    assert not _alive(launcher)
+    assert not (local.home / "workers" / f"{script}.pid").exists()
+    scripts = [w["script"] for w in json.loads(local.ok("local", "status", "--json"))["workers"]]
+    assert script not in scripts and "forkstage-api-staging" in scripts
+    assert not [p for p in local.processes() if script in p]

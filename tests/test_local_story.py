@@ -44,6 +44,7 @@ def test_demo_story_end_to_end() -> None:
         f"staging rows (without pr-147's write): [(1, '{seed}'), (2, 'written by staging')]" in out
     )
     assert "pr-147's endpoint is stopped and its branch data" in out
+    assert "pr-147's Worker stopped with its script" in out  # no wrapper step stopped it
     assert "owner state serial unchanged" in out
     assert "worker ready" in proc.stderr
     # no process of this home survives, and no branch data is left

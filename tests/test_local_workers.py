@@ -20,11 +20,13 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 import psycopg
 import pytest
 
+from localcloud import live_workers
+from localcloud.cloudflare import Account
 from localcloud.net import free_port
 from localcloud.postgres import Cluster
 from localcloud.workers import WorkerError, WorkerProcess, start_worker, stop_pid_file
@@ -439,3 +441,75 @@ def test_a_worker_that_does_not_load_fails_with_its_log(workers, run_dir: Path) 
     assert "SyntaxError" in text or "Unexpected token" in text
     assert not (run_dir / "broken.pid").exists()
     assert not any("broken" in p.name for p in run_dir.glob("*.ready"))
+
+
+# -- the local account's live Workers (what the Cloudflare stand-in runs) ----------------------
+def _origin(db: AppDb) -> dict[str, object]:
+    parts = urlsplit(db.url)
+    return {
+        "scheme": "postgresql",
+        "host": parts.hostname,
+        "port": parts.port,
+        "database": parts.path.lstrip("/"),
+        "user": parts.username,
+        "password": unquote(parts.password or ""),
+    }
+
+
+def test_a_script_s_worker_follows_its_code_and_its_hyperdrive(app_db, run_dir: Path) -> None:
+    first_db, second_db = app_db(), app_db()
+    account = Account(run_dir)
+    config = account.put_hyperdrive("acc", {"name": "hd", "origin": _origin(first_db)})
+    settings = {
+        "main_module": "index.js",
+        "compatibility_date": "2025-09-01",
+        "compatibility_flags": ["nodejs_compat"],
+        "bindings": [{"type": "hyperdrive", "name": "HYPERDRIVE", "id": config["id"]}],
+    }
+    account.put_script("acc", "api", content=BUNDLE.read_text(), settings=settings)
+    try:
+        worker = live_workers.ensure_worker(account, "acc", "api", node_modules=NODE_MODULES)
+        assert worker.pid_path == run_dir / "workers" / "api.pid"  # keyed by script name
+        assert _call(worker, "/health")[1] == {"ok": True, "database": first_db.name}
+        assert live_workers.ensure_worker(account, "acc", "api").pid == worker.pid  # as it was
+
+        # the Hyperdrive config moves to another database: its bound Worker follows
+        account.put_hyperdrive(
+            "acc", {"name": "hd", "origin": _origin(second_db)}, hyperdrive_id=config["id"]
+        )
+        live_workers.restart_bound(account, "acc", config["id"])
+        moved = live_workers.attach(run_dir, "api")
+        assert moved is not None and moved.pid != worker.pid
+        assert _call(moved, "/health")[1] == {"ok": True, "database": second_db.name}
+
+        # new code: ensure_worker runs it; the same code again changes nothing
+        script = "export default { fetch() { return new Response('v2'); } };"
+        account.put_script("acc", "api", content=script, settings=settings)
+        again = live_workers.ensure_worker(account, "acc", "api", node_modules=NODE_MODULES)
+        assert again.pid != moved.pid and _call(again, "/") == (200, "v2")
+        assert [w.name for w in live_workers.running(run_dir)] == ["api"]
+        pids = again.processes()
+        assert live_workers.stop_worker(run_dir, "api") is True
+        assert [p for p in pids if _alive(p)] == []
+        assert live_workers.attach(run_dir, "api") is None
+    finally:
+        live_workers.stop_all(run_dir)
+
+
+def test_miniflare_is_found_through_the_environment(tmp_path: Path) -> None:
+    bin_dir = str(NODE_MODULES / ".bin")
+    found = live_workers.find_node_modules({"PATH": f"/usr/bin{os.pathsep}{bin_dir}"})
+    assert found == NODE_MODULES
+    assert live_workers.find_node_modules({"FORKSTAGE_NODE_MODULES": "/x/node_modules"}) == Path(
+        "/x/node_modules"
+    )
+    with pytest.raises(WorkerError, match=r"Miniflare was not found.*FORKSTAGE_NODE_MODULES"):
+        live_workers.find_node_modules({"PATH": str(tmp_path)})
+
+
+def test_ready_path_none_returns_once_the_script_loaded(workers, run_dir: Path) -> None:
+    script = "export default { fetch() { return new Response('up'); } };"
+    worker = _serve(workers, run_dir, "no-call", None, script=script, ready_path=None)
+    assert worker.url.startswith("http://127.0.0.1:")
+    assert "GET /" not in (run_dir / "no-call.log").read_text()  # nobody called it yet
+    assert _call(worker, "/") == (200, "up")

@@ -1,4 +1,6 @@
-"""The synthesized per-stage configs of the real AppStack (issue: synthesizer)."""
+"""The synthesized per-stage configs of the real AppStack (issue: synthesizer), one stack per
+named stage (issue 11), and the gate that stops Terraform in a shell `forkstage env` did not
+prepare (issue 10)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -55,14 +58,31 @@ def synth(tmp: Path, stage: str) -> Path:
 def outdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("synth")
     out = synth(tmp, "pr-147")
+    synth(tmp, "staging")
     synth(tmp, "dev_sam")
     return out.parent
 
 
-def stack(outdir: Path, stage: str, from_run: str | None = None) -> dict[str, Any]:
-    run = from_run or stage
+def stack(outdir: Path, stage: str) -> dict[str, Any]:
     return json.loads(
-        (outdir / f"out-{run}" / "stacks" / f"stack-{stage}" / "cdk.tf.json").read_text()
+        (outdir / f"out-{stage}" / "stacks" / f"stack-{stage}" / "cdk.tf.json").read_text()
+    )
+
+
+def stacks_in(out: Path) -> set[str]:
+    return {p.name for p in (out / "stacks").iterdir()}
+
+
+def run_app(tmp: Path, out: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+    """main.py as cdktf-cli runs it (cdktf.json's "app"), writing into ``out``."""
+    return subprocess.run(
+        [str(BIN / "python"), "main.py"],
+        cwd=REPO,
+        env=env(tmp, CDKTF_OUTDIR=str(out), **extra),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
     )
 
 
@@ -143,7 +163,7 @@ def test_no_credentials_or_passwords_in_any_synthesized_file(outdir: Path) -> No
 
 def test_owner_writes_exactly_what_the_pr_side_reads(outdir: Path) -> None:
     pr = stack(outdir, "pr-147")
-    staging = stack(outdir, "staging", from_run="pr-147")
+    staging = stack(outdir, "staging")
     read = set(re.findall(r"data\.terraform_remote_state\.[\w]+\.outputs\.(\w+)", json.dumps(pr)))
     assert read == {"neon_project_id", "neon_database_name", "neon_database_user", "neon_branch_id"}
     assert read <= set(staging["output"])
@@ -161,6 +181,59 @@ def test_personal_stage_creates_its_own_project(outdir: Path) -> None:
     assert re.fullmatch(r"forkstage-api-dev-sam-[0-9a-f]{6}", worker["script_name"])
 
 
+def test_a_named_stage_is_synthesized_alone(outdir: Path) -> None:
+    for stage in ("pr-147", "staging", "dev_sam"):
+        assert stacks_in(outdir / f"out-{stage}") == {f"stack-{stage}"}
+
+
+def test_no_stage_named_synthesizes_the_long_lived_stages(tmp_path: Path) -> None:
+    proc = run_app(tmp_path, tmp_path / "out")
+    assert proc.returncode == 0, proc.stderr
+    assert stacks_in(tmp_path / "out") == {"stack-staging", "stack-prod"}
+
+
+def test_forkstage_stage_and_stage_naming_two_stages_is_an_error(tmp_path: Path) -> None:
+    proc = run_app(tmp_path, tmp_path / "out", FORKSTAGE_STAGE="pr-147", STAGE="pr-148")
+    assert proc.returncode == 2
+    [line] = proc.stderr.strip().splitlines()
+    assert "FORKSTAGE_STAGE=pr-147 and STAGE=pr-148 name different stages" in line
+    assert 'eval "$(forkstage env --stage pr-148)"' in line
+    assert not (tmp_path / "out" / "stacks").exists()
+    same = run_app(tmp_path, tmp_path / "same", FORKSTAGE_STAGE="pr-147", STAGE="pr-147")
+    assert same.returncode == 0, same.stderr
+    assert stacks_in(tmp_path / "same") == {"stack-pr-147"}
+
+
+def test_an_unprepared_stack_stops_terraform_init_naming_forkstage_env(
+    outdir: Path, tmp_path: Path
+) -> None:
+    """Same cdk.tf.json either way; unprepared, a gate file beside it fails init at once."""
+    folder = outdir / "out-pr-147" / "stacks" / "stack-pr-147"
+    gate = folder / "forkstage-env.tf"
+    assert 'eval "$(forkstage env --stage pr-147)"' in gate.read_text()
+    from forkstage.engine import run_terraform, terraform_env
+
+    started = time.perf_counter()
+    init = run_terraform(["init", "-no-color"], cwd=folder, env=terraform_env(tmp_path / "home"))
+    assert time.perf_counter() - started < 10
+    assert init.returncode != 0
+    assert 'eval "$(forkstage env --stage pr-147)"' in init.stderr + init.stdout
+    assert not (folder / ".terraform").exists()
+
+    prepared = tmp_path / "prepared"
+    stale = prepared / "stacks" / "stack-pr-147" / "forkstage-env.tf"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("left by an unprepared synth\n")
+    proc = run_app(tmp_path, prepared, STAGE="pr-147", FORKSTAGE_PREPARED="pr-147")
+    assert proc.returncode == 0, proc.stderr
+    assert not stale.exists()
+    theirs = prepared / "stacks" / "stack-pr-147" / "cdk.tf.json"
+    assert theirs.read_bytes() == (folder / "cdk.tf.json").read_bytes()
+    other = run_app(tmp_path, tmp_path / "other", STAGE="pr-148", FORKSTAGE_PREPARED="pr-147")
+    assert other.returncode == 0, other.stderr
+    assert (tmp_path / "other" / "stacks" / "stack-pr-148" / "forkstage-env.tf").is_file()
+
+
 @pytest.mark.slow
 def test_cdktf_cli_synth_is_identical(outdir: Path, tmp_path: Path) -> None:
     out = tmp_path / "cdktf"
@@ -174,8 +247,15 @@ def test_cdktf_cli_synth_is_identical(outdir: Path, tmp_path: Path) -> None:
         timeout=180,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    for name in ("stack-pr-147", "stack-staging", "stack-prod"):
-        ours = (outdir / "out-pr-147" / "stacks" / name / "cdk.tf.json").read_text()
-        theirs = (out / "stacks" / name / "cdk.tf.json").read_text()
-        assert json.loads(ours) == json.loads(theirs)
-        assert ours == theirs
+    ours_dir = outdir / "out-pr-147" / "stacks"
+    assert stacks_in(out) == stacks_in(ours_dir.parent) == {"stack-pr-147"}
+    ours = (ours_dir / "stack-pr-147" / "cdk.tf.json").read_text()
+    theirs = (out / "stacks" / "stack-pr-147" / "cdk.tf.json").read_text()
+    assert json.loads(ours) == json.loads(theirs)
+    assert ours == theirs
+    files = sorted(p.relative_to(ours_dir) for p in ours_dir.rglob("*") if p.is_file())
+    assert files == sorted(
+        p.relative_to(out / "stacks") for p in (out / "stacks").rglob("*") if p.is_file()
+    )
+    for name in files:
+        assert (ours_dir / name).read_bytes() == (out / "stacks" / name).read_bytes(), name

@@ -1,18 +1,25 @@
 """Deployed stages keep working: today's synth of every stage matches the committed baseline.
 
-tests/data/synth-baseline/<stage>.json is `forkstage synth --stage <stage> --only` of the code
-before the constructs were reworked (migrations moved under the branch, defaults from the
-stack). Every resource, data source, output and provider must keep its address and its body, so
-a stage deployed by the old code plans as a no-op. Only what legitimately varies is normalised,
-in the baseline and in today's output alike: cdktf's "//" metadata (construct paths), and what
-is derived from the app's inputs: the Worker bundle and the migrations folder's digest (each
-checked against its files first), and the content hash in the asset's path (its folder, named
+tests/data/synth-baseline/<stage>.json is `forkstage synth --stage <stage>` of the code before
+the constructs were reworked (migrations moved under the branch, defaults from the stack). Every
+resource, data source, output and provider must keep its address and its body, so a stage
+deployed by the old code plans as a no-op. Only what legitimately varies is normalised, in the
+baseline and in today's output alike: cdktf's "//" metadata (construct paths), and what is
+derived from the app's inputs: the Worker bundle's hash and the migrations folder's digest (each
+checked against its files first), and the content hash in each asset's path (its folder, named
 after the construct path, is kept). A deliberate change of the deployed config updates these
 files in the same commit; a refactor never does.
+
+One deliberate change so far (issue 10): the Worker's code is no longer inlined as ``content``
+(which put the whole 78 KB bundle into every plan and diff) but shipped as a file asset,
+``content_file`` + ``content_sha256``, so ``cloudflare_workers_script.api_script_CD6F5F56`` of
+every baseline carries those two attributes instead of ``content``. A deployed stage sees it
+as one in-place update of that resource (tests/test_upgrade.py allows exactly that one).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -30,18 +37,23 @@ BASELINE = Path(__file__).resolve().parent / "data" / "synth-baseline"
 STAGES = ("pr-147", "staging", "prod", "dev_sam")
 BUNDLE = REPO / "worker" / "dist" / "index.js"
 ASSET_DIR = re.compile(r"(assets/[A-Za-z0-9_-]+)/[0-9A-F]{32}")
+BUNDLE_SHA256 = "<sha256 of worker/dist/index.js>"
 
 
-def normalise(doc: dict[str, Any]) -> dict[str, Any]:
-    """``doc`` without "//" metadata and with input-derived values checked and replaced."""
-    from cdk.cloudflare import terraform_literal
+def normalise(doc: dict[str, Any], stack_dir: Path) -> dict[str, Any]:
+    """``doc`` without "//" metadata and with input-derived values checked and replaced;
+    ``stack_dir`` is where it was synthesized (its assets are checked against their sources)."""
     from cdk.migrations import directory_digest
 
     doc = _without_metadata(doc)
     digest = directory_digest(REPO / "migrations")
     for script in doc["resource"].get("cloudflare_workers_script", {}).values():
-        assert script["content"] == terraform_literal(BUNDLE.read_text()), "stale worker bundle"
-        script["content"] = "<worker/dist/index.js>"
+        assert "content" not in script, "the Worker's code must not be inlined"
+        # a relative path inside the stack folder, holding exactly the committed bundle
+        assert (stack_dir / script["content_file"]).read_bytes() == BUNDLE.read_bytes()
+        assert script["content_sha256"] == hashlib.sha256(BUNDLE.read_bytes()).hexdigest()
+        script["content_file"] = ASSET_DIR.sub(r"\1/<content hash>", script["content_file"])
+        script["content_sha256"] = BUNDLE_SHA256
     for data in doc["resource"].get("terraform_data", {}).values():
         if "triggers_replace" in data:
             assert data["triggers_replace"][0] == digest, "stale migrations digest"
@@ -61,12 +73,12 @@ def _without_metadata(node: Any) -> Any:
 
 
 def synth_stage(stage: str, out: Path) -> dict[str, Any]:
-    """Run the app as `forkstage synth --stage <stage> --only` does and read stack-<stage>."""
+    """`forkstage synth --stage <stage> --out <out>` (its own home) and read stack-<stage>."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FORKSTAGE_", "STAGE"))}
-    env.update(FORKSTAGE_STAGE=stage, FORKSTAGE_SYNTH_ONLY="1", CDKTF_OUTDIR=str(out))
-    out.mkdir(parents=True)
+    env["FORKSTAGE_HOME"] = str(out.parent / f"home-{stage}")
+    forkstage = Path(sys.executable).parent / "forkstage"
     proc = subprocess.run(
-        [sys.executable, "main.py"],
+        [str(forkstage), "synth", "--stage", stage, "--out", str(out)],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -74,7 +86,7 @@ def synth_stage(stage: str, out: Path) -> dict[str, Any]:
         check=False,
         timeout=120,
     )
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, proc.stdout + proc.stderr
     doc: dict[str, Any] = json.loads(
         (out / "stacks" / f"stack-{stage}" / "cdk.tf.json").read_text()
     )
@@ -92,7 +104,8 @@ def addresses(doc: dict[str, Any]) -> set[str]:
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_stage_synthesizes_as_the_deployed_baseline(stage: str, tmp_path: Path) -> None:
-    ours = normalise(synth_stage(stage, tmp_path / stage))
+    out = tmp_path / stage
+    ours = normalise(synth_stage(stage, out), out / "stacks" / f"stack-{stage}")
     baseline = json.loads((BASELINE / f"{stage}.json").read_text())
     assert addresses(ours) == addresses(baseline)
     for section in ("resource", "data", "output", "provider", "terraform"):

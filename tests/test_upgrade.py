@@ -1,6 +1,7 @@
 """Upgrading forkstage keeps deployed stages working: stages deployed by the code before the
 house's architecture change (commit 68c6b78, checked out as a git worktree) plan no changes with
-the code of this tree, and this tree's code destroys them and stops the local cloud.
+the code of this tree but one documented update (``UPGRADE``), which this tree's code applies;
+then it destroys them and stops the local cloud.
 
 The old code runs from its worktree with ``PYTHONPATH`` pointing there, so its ``forkstage``,
 ``cdk`` and ``stacks`` win over this venv's editable install (same dependencies, same venv); the
@@ -29,6 +30,16 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 OLD_COMMIT = "68c6b78"  # the last commit before the architecture change
 TIMEOUT = 300
 UNCHANGED = {"no-op", "read"}
+# The one deliberate change to a deployed stage (issue 10): the Worker's code moves from inline
+# `content` (the whole bundle in every plan) to a file asset, `content_file` + `content_sha256`,
+# which the provider updates in place. Nothing else may change.
+UPGRADE = [
+    {
+        "address": "cloudflare_workers_script.api_script_CD6F5F56",
+        "type": "cloudflare_workers_script",
+        "action": "update",
+    }
+]
 
 
 def git(*args: str) -> str:
@@ -60,7 +71,16 @@ def no_changes(plan: dict[str, Any]) -> bool:
     return counts == (0, 0, 0) and {c["action"] for c in plan["changes"]} <= UNCHANGED
 
 
-def test_stages_deployed_by_the_old_code_plan_no_changes_with_the_new(old_tree: Path) -> None:
+def changes(plan: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "added": plan["added"],
+        "changed": plan["changed"],
+        "destroyed": plan["destroyed"],
+        "changes": [c for c in plan["changes"] if c["action"] not in UNCHANGED],
+    }
+
+
+def test_stages_deployed_by_the_old_code_plan_only_the_documented_update(old_tree: Path) -> None:
     cloud = LocalCloud("forkstage-upgrade-")
     old_env = {**cloud.env(), "PYTHONPATH": str(old_tree)}
 
@@ -88,17 +108,16 @@ def test_stages_deployed_by_the_old_code_plan_no_changes_with_the_new(old_tree: 
             stage: json.loads(cloud.ok("plan", "--stage", stage, "--json"))
             for stage in ("staging", "pr-147")
         }
-        changed = {
-            stage: {
-                "added": plan["added"],
-                "changed": plan["changed"],
-                "destroyed": plan["destroyed"],
-                "changes": [c for c in plan["changes"] if c["action"] not in UNCHANGED],
-            }
-            for stage, plan in plans.items()
-            if not no_changes(plan)
-        }
-        assert changed == {}, f"the new code would change stages the old code deployed: {changed}"
+        expected = {"added": 0, "changed": 1, "destroyed": 0, "changes": UPGRADE}
+        changed = {stage: changes(plan) for stage, plan in plans.items()}
+        assert changed == {"staging": expected, "pr-147": expected}, (
+            f"the new code would change stages the old code deployed: {changed}"
+        )
+        # the update applies (the stand-in reads the file asset) and leaves nothing to change
+        deployed = json.loads(cloud.ok("deploy", "--stage", "pr-147", "--json"))
+        assert changes(deployed) == expected
+        assert deployed["outputs"]["worker_url"].startswith("http://127.0.0.1:")
+        assert no_changes(json.loads(cloud.ok("plan", "--stage", "pr-147", "--json")))
 
         cloud.ok("destroy", "--stage", "pr-147")
         cloud.ok("destroy", "--stage", "staging")

@@ -68,11 +68,15 @@ def test_preview_flow(box: Sandbox) -> None:
     )
     assert not any(k.startswith("env:/pr-147/") for k in box.object_keys())
 
-    refused = box.forkstage("destroy", "--stage", "staging")
-    assert refused.returncode == 3
-    assert refused.stderr.strip() == (
-        "Error: stage staging is referenced by pr-148: destroy those first, or pass --force"
-    )
+    # issue 10: refused even with --force (--force is for protected stages only)
+    for flags in ((), ("--force",)):
+        refused = box.forkstage("destroy", "--stage", "staging", *flags)
+        assert refused.returncode == 3
+        assert refused.stderr.strip() == (
+            "Error: stage staging is referenced by pr-148, which still has resources: destroy it "
+            "first (forkstage destroy --stage pr-148), or pass --cascade to destroy it and then "
+            "staging"
+        )
     assert box.state("staging")["serial"] == serial
 
     rows = {r["stage"]: r for r in json.loads(box.forkstage("stages", "--json").stdout)}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from cdk.stage import StageError, validate_stage_name
+from cdk.stage import StageClasses, StageError, validate_stage_name
 
 _BRANCH = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,99}")
 _PYTHON = re.compile(r"3\.[0-9]{1,2}")
@@ -72,3 +72,27 @@ def _check_prefix(prefix: str) -> None:
             raise CiOptionError(
                 f"--stage-prefix {prefix!r} does not make valid stage names ({exc})"
             ) from None
+
+
+def check_stage_classes(options: CiOptions, classes: StageClasses) -> None:
+    """The pipeline's stages must be stages of the project (``[stages]`` in forkstage.toml).
+
+    Otherwise every pull request's deploy would fail with exit 2, or the main branch would
+    deploy a stage that is no owner: checked when rendering, inside a project.
+    """
+    for number in ("1", "999999999"):
+        name = options.stage_prefix + number
+        try:
+            stage = classes.parse(name)
+        except StageError as exc:
+            raise CiOptionError(f"--stage-prefix {options.stage_prefix!r}: {exc}") from None
+        if not stage.is_referencing:
+            raise CiOptionError(
+                f"--stage-prefix {options.stage_prefix!r} makes {name!r}, a {stage.kind} stage, "
+                f"not a pull-request stage: stages are {classes.describe()}"
+            )
+    if options.owner_stage != classes.owner:
+        raise CiOptionError(
+            f"--owner-stage {options.owner_stage!r} is not this project's owner stage "
+            f"{classes.owner!r} (stages.owner in forkstage.toml)"
+        )

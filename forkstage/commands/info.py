@@ -12,8 +12,14 @@ from forkstage.context import Project
 from forkstage.pipeline import Pipeline
 from forkstage.report import Reporter
 from forkstage.runner import StageRun
-from forkstage.runs import last_run
-from forkstage.views import run_changes, run_line, stage_outputs, stage_rows, summary_rows
+from forkstage.views import (
+    change_line,
+    run_changes,
+    stage_outputs,
+    stage_rows,
+    stage_summary,
+    summary_rows,
+)
 
 # What `forkstage env` exports: enough for a plain `cdktf deploy` to run like ours.
 ENV_KEYS = (
@@ -41,7 +47,9 @@ ENV_KEYS = (
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the stages as a JSON list.")
 def stages(as_json: bool) -> None:
-    """List every stage in the state backend: kind, owner, serial, resources, lock holder.
+    """List every stage in the state backend: kind, status, owner, serial, resources, lock holder.
+
+    Read from the state itself: a stage emptied by a plain `cdktf destroy` shows as `empty`.
 
     Example: forkstage stages --json
     """
@@ -52,11 +60,12 @@ def stages(as_json: bool) -> None:
     if not rows:
         click.echo("no stages in the backend")
         return
-    header = ("STAGE", "KIND", "OWNER", "LAST CHANGE", "SERIAL", "RESOURCES", "LOCKED BY")
+    header = ("STAGE", "KIND", "STATUS", "OWNER", "LAST CHANGE", "SERIAL", "RESOURCES", "LOCKED BY")
     table = [header] + [
         (
             r["stage"],
             r["kind"],
+            r["status"],
             r["owner"] or "-",
             r["age"],
             str(r["serial"]),
@@ -98,21 +107,23 @@ def outputs(stage: str, as_json: bool) -> None:
 def summary(stage: str, fmt: str) -> None:
     """A stage's preview summary, e.g. for a pull-request comment.
 
+    Read from the state: the last forkstage run is shown only while it describes the state; after
+    a plain `cdktf deploy|destroy` the summary says the stage was changed outside forkstage.
+
     Example: forkstage summary --stage pr-147 --format markdown > summary.md
     """
-    project = Project.load()
-    values = stage_outputs(project, stage)
-    run = last_run(project.home, stage)
+    data = stage_summary(Project.load(), stage)
     if fmt == "json":
-        click.echo(json.dumps({"stage": stage, "outputs": values, "last_run": run}, sort_keys=True))
+        click.echo(json.dumps(data, sort_keys=True))
         return
-    rows = summary_rows(values)
-    change = run_line(run)
+    run = data["last_run"]
+    rows = summary_rows(data["outputs"])
+    heading, change = change_line(data)
     if fmt == "text":
         click.echo(f"stage {stage}")
-        for label, value in rows:
-            click.echo(f"  {label}: {value}")
-        click.echo(f"  last run: {change}")
+        for name, value in rows:
+            click.echo(f"  {name}: {value}")
+        click.echo(f"  {heading.lower()}: {change}")
         return
     click.echo(f"<!-- forkstage:{stage} -->")
     click.echo(f"### Preview `{stage}`")
@@ -122,7 +133,7 @@ def summary(stage: str, fmt: str) -> None:
     for label, value in rows:
         click.echo(f"| {label} | `{value}` |")
     click.echo("")
-    click.echo(f"Last run — {change}")
+    click.echo(f"{heading} — {change}")
     changes = run_changes(run)
     if changes:
         click.echo("")
@@ -137,17 +148,22 @@ def summary(stage: str, fmt: str) -> None:
 @click.command(name="env")
 @stage_option
 def env_cmd(stage: str) -> None:
-    """Print shell exports that make a plain `npx cdktf deploy stack-<stage>` safe.
+    """Print shell exports that make a plain `npx cdktf deploy|destroy|diff` act on <stage>.
 
     Prepares the stage first (backend up, init, workspace created), so cdktf-cli never stops at
-    its workspace prompt.
+    its workspace prompt, and cdktf's stack folder (a lock file for the local stand-ins, so
+    cdktf's provider-lock step needs no registry). The exports pin the engine and mark the
+    shell prepared (FORKSTAGE_PREPARED): without them the app makes init and plan fail at once.
 
-    Example: eval "$(forkstage env --stage pr-147)" && npx cdktf deploy stack-pr-147
+    Example: eval "$(forkstage env --stage pr-147)" && npx cdktf deploy
     """
+    from forkstage.synth import prepare_cdktf_folder
+
     project = Project.load()
     run = StageRun(project, project.parse_stage(stage), reporter=Reporter(quiet=True))
     Pipeline(run).prepare()
-    env = run.env()
-    for key in ENV_KEYS:
+    prepare_cdktf_folder(project, stage, run.stack_dir / "cdk.tf.json")
+    env = {**run.env(), "FORKSTAGE_PREPARED": stage}
+    for key in (*ENV_KEYS, "FORKSTAGE_PREPARED"):
         if key in env:
             click.echo(f"export {key}={shlex.quote(env[key])}")

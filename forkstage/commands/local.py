@@ -1,8 +1,8 @@
 """``forkstage local up|down|status|serve``: the local cloud's processes on this machine.
 
-The stand-in providers create PostgreSQL servers (one per endpoint) during `terraform apply`;
-these commands bring them back after a reboot, serve a stage's Worker with Miniflare, and stop
-everything.
+The stand-in providers start PostgreSQL servers (one per endpoint) and Workers (Miniflare, one
+per script) during `terraform apply`; these commands bring them back after a reboot, serve a
+stage's Worker on a chosen port, and stop everything.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from forkstage import embedded
 from forkstage.commands import stage_option
 from forkstage.context import Project
 from forkstage.local_workers import (
-    deployed_worker_stages,
     running_workers,
+    serve_all,
     serve_stage_worker,
     stop_workers,
 )
@@ -45,9 +45,8 @@ def up() -> None:
     click.echo(f"state server: {project.settings.backend.endpoint}")
     for endpoint in plane.endpoints():
         click.echo(f"endpoint {endpoint.host} -> 127.0.0.1:{endpoint.port}")
-    for stage in deployed_worker_stages(project):
-        worker = serve_stage_worker(project, stage)
-        click.echo(f"worker {stage} -> {str(worker.url).rstrip('/')}")
+    for worker in serve_all(project):
+        click.echo(f"worker {worker.name} -> {str(worker.url).rstrip('/')}")
 
 
 @local.command()
@@ -59,8 +58,8 @@ def down() -> None:
     from localcloud.neon import ControlPlane  # PostgreSQL helpers: only when used
 
     project = Project.load()
-    for stage in stop_workers(project.home):
-        click.echo(f"worker {stage} stopped")
+    for name in stop_workers(project.home):
+        click.echo(f"worker {name} stopped")
     ControlPlane(project.home).stop_all()
     click.echo("endpoints stopped")
     if embedded.stop(project.home):
@@ -70,7 +69,7 @@ def down() -> None:
 @local.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(as_json: bool) -> None:
-    """Show what the local cloud runs: state server, endpoints, Workers.
+    """Show what the local cloud runs: state server, endpoints, Workers (by script name).
 
     Example: forkstage local status --json
     """
@@ -98,14 +97,14 @@ def status(as_json: bool) -> None:
     for e in endpoints:
         click.echo(f"endpoint {e['host']} -> 127.0.0.1:{e['port']}")
     for w in workers:
-        click.echo(f"worker {w['stage']} -> {w['url']}")
+        click.echo(f"worker {w['script']} -> {w['url']}")
 
 
 @local.command()
 @stage_option
 @click.option("--port", type=int, default=0, help="Port on 127.0.0.1 (default: a free one).")
 def serve(stage: str, port: int) -> None:
-    """Serve a stage's Worker on 127.0.0.1 with Miniflare, bound to the stage's branch.
+    """Serve a stage's Worker on 127.0.0.1 (if it does not run, or on another --port).
 
     Example: forkstage local serve --stage pr-147
     """

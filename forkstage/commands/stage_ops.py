@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -18,14 +19,32 @@ from forkstage.views import prune_candidates
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# Go's time.ParseDuration, which Terraform's -lock-timeout uses: 30s, 5m, 1h30m, 1.5h, 500ms.
+_GO_DURATION = re.compile(r"(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h))+")
+
+
+class TerraformDuration(click.ParamType):
+    """A Terraform duration, checked while the flags are parsed: before any backend, synth or
+    workspace exists, so a typo costs nothing."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value).strip()
+        if text != "0" and not _GO_DURATION.fullmatch(text):
+            self.fail(f"{text!r} is not a Terraform duration: use e.g. 30s, 5m or 1h", param, ctx)
+        return text
+
 
 def common_options(func: F) -> F:
     func = click.option(
         "--lock-timeout",
+        type=TerraformDuration(),
         default="0s",
         show_default=True,
         metavar="DURATION",
-        help="Wait this long for another run's state lock (e.g. 5m) before failing.",
+        help="Wait this long for another run's state lock (Terraform duration: 30s, 5m, 1h) "
+        "before failing.",
     )(func)
     func = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")(func)
     func = click.option(
@@ -48,6 +67,11 @@ def _report(result: RunResult, as_json: bool) -> None:
     """
     if as_json:
         click.echo(json.dumps(result.to_json(), sort_keys=True))
+        return
+    for first in result.cascaded:
+        _report(first, as_json)
+    if result.nothing_to_destroy:
+        click.echo(f"nothing to destroy: stage {result.stage} has no state")
         return
     verb = {"deploy": "deployed", "destroy": "destroyed", "plan": "planned"}[result.operation]
     if result.operation == "plan":
@@ -99,13 +123,28 @@ def plan(stage: str, via: str, lock_timeout: str, as_json: bool) -> None:
 
 @click.command()
 @common_options
-@click.option("--force", is_flag=True, help="Destroy a protected or still-referenced stage.")
-def destroy(stage: str, via: str, lock_timeout: str, as_json: bool, force: bool) -> None:
+@click.option("--force", is_flag=True, help="Destroy a protected stage.")
+@click.option(
+    "--cascade",
+    is_flag=True,
+    help="Destroy the stages that reference this one first (each guarded as usual).",
+)
+@click.option(
+    "--strict", is_flag=True, help="Fail (exit 3) when the stage has no state, instead of exit 0."
+)
+def destroy(
+    stage: str, via: str, lock_timeout: str, as_json: bool, force: bool, cascade: bool, strict: bool
+) -> None:
     """Destroy a stage's own resources; a referencing stage never touches its owner's.
+
+    A stage without state is nothing to destroy (exit 0), so a PR's clean-up job stays green
+    when its deploy never ran. An owner still referenced by stages with resources is refused
+    (exit 3) unless --cascade: it is never left half-destroyed.
 
     Example: forkstage destroy --stage pr-147
     """
-    _report(_pipeline(stage, via, lock_timeout, as_json).destroy(force=force), as_json)
+    pipeline = _pipeline(stage, via, lock_timeout, as_json)
+    _report(pipeline.destroy(force=force, cascade=cascade, strict=strict), as_json)
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -145,14 +184,15 @@ def prune(older_than: str | None, open_: str | None, dry_run: bool, as_json: boo
     victims = prune_candidates(project, keep=keep if open_ is not None else None, max_age=max_age)
     results = []
     for victim in victims:
+        destroyed = False
         if not dry_run:
             run = StageRun(
                 project, project.parse_stage(victim["stage"]), reporter=Reporter(quiet=as_json)
             )
-            Pipeline(run).destroy()
-        results.append({**victim, "destroyed": not dry_run})
+            destroyed = not Pipeline(run).destroy().nothing_to_destroy  # gone since the listing
+        results.append({**victim, "destroyed": destroyed})
         if not as_json:
-            verb = "would destroy" if dry_run else "destroyed"
+            verb = "would destroy" if dry_run else "destroyed" if destroyed else "already gone:"
             click.echo(f"{verb} {victim['stage']} ({victim['reason']})")
     if as_json:
         click.echo(json.dumps(results, sort_keys=True))

@@ -1,4 +1,4 @@
-"""``forkstage synth``: write a stage's Terraform config (and the long-lived stages')."""
+"""``forkstage synth``: write a stage's Terraform config, as `STAGE=<stage> npx cdktf synth`."""
 
 from __future__ import annotations
 
@@ -22,14 +22,12 @@ from forkstage.synth import run_app
     default=None,
     help="Output folder (default: cdktf.out in the project).",
 )
-@click.option(
-    "--only", is_flag=True, help="Synthesize only stack-<stage>, not the long-lived stages."
-)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def synth(stage: str, out: Path | None, only: bool, as_json: bool) -> None:
-    """Write stack-<stage>'s Terraform JSON (plus the long-lived stages).
+def synth(stage: str, out: Path | None, as_json: bool) -> None:
+    """Write stack-<stage>'s Terraform JSON (that stack alone).
 
-    Runs the same app as `STAGE=<stage> npx cdktf synth`, without the cdktf CLI.
+    Runs the same app as `STAGE=<stage> npx cdktf synth`, without the cdktf CLI, and writes the
+    same files (Terraform runs there need `eval "$(forkstage env --stage <stage>)"` first).
 
     Example: forkstage synth --stage pr-147 --out cdktf.out
     """
@@ -38,7 +36,7 @@ def synth(stage: str, out: Path | None, only: bool, as_json: bool) -> None:
     started = time.perf_counter()
     target = (out if out is not None else project.root / "cdktf.out").resolve()
     env = terraform_env(project.home)
-    path = run_app(project, stage, target, only=only, env=env)
+    path = run_app(project, stage, target, env=env, prepared=False)
     took = time.perf_counter() - started
     if as_json:
         result = {"stage": stage, "stack": f"stack-{stage}", "path": str(path)}

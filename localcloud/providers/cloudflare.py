@@ -1,25 +1,29 @@
 """Stand-in for the ``cloudflare/cloudflare`` Terraform provider (Hyperdrive and Workers only).
 
-Nothing is served here: the stand-in records each Hyperdrive origin and each Worker's code and
-bindings (``localcloud.cloudflare``) so a later local runtime can run the stage's Worker.
-As on Cloudflare, creating a Hyperdrive config checks that its origin accepts the credentials
-(when the origin is a local Neon endpoint), and a Worker's Hyperdrive binding must name an
-existing config.
+The stand-in records each Hyperdrive origin and each Worker's code and bindings
+(``localcloud.cloudflare``) and, as on Cloudflare, a Worker is live while its script exists:
+uploading a script (re)starts its Worker with Miniflare, deleting it stops it, and a Hyperdrive
+change reaches the Workers bound to it (``localcloud.live_workers``). As on Cloudflare, creating
+a Hyperdrive config checks that its origin accepts the credentials (when the origin is a local
+Neon endpoint), and a Worker's Hyperdrive binding must name an existing config.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 from pathlib import Path
 from typing import Any, ClassVar
 
 from cdk.providers.pins import CLOUDFLARE
+from localcloud import live_workers
 from localcloud.cloudflare import Account, CloudflareError, NotFound
 from localcloud.neon import HOST_SUFFIX
 from localcloud.providers.server import serve
 from localcloud.providers.standin import ProviderError, Resource, StandIn
 from localcloud.providers.values import Value, known
+from localcloud.workers import WorkerError
 
 _HYPERDRIVE_SETTINGS = ("name", "origin", "caching", "mtls", "origin_connection_limit")
 _SCRIPT_SETTINGS = (
@@ -107,11 +111,21 @@ class HyperdriveConfig(Resource):
             )
         except CloudflareError as exc:
             raise _fail(exc, "updating the Hyperdrive config") from exc
+        # best effort: a Worker that cannot follow stays stopped, its log says why, and the
+        # next read of its script starts it again
+        with contextlib.suppress(CloudflareError, WorkerError):
+            live_workers.restart_bound(self.backend, prior["account_id"], prior["id"])
         return {**planned, **{k: record[k] for k in ("created_on", "modified_on")}}
 
     def delete(self, prior: dict[str, Value]) -> None:
         with contextlib.suppress(NotFound):
             self.backend.delete_hyperdrive(prior["account_id"], prior["id"])
+
+
+def _file_sha256(path: str) -> str:
+    """Hex SHA-256 of a file's bytes; a leading ``~/`` is the user's home, as the provider's
+    ``calculateFileHash`` (internal/services/workers_script/custom.go) reads it."""
+    return hashlib.sha256(Path(os.path.expanduser(path)).read_bytes()).hexdigest()
 
 
 class WorkersScript(Resource):
@@ -123,8 +137,48 @@ class WorkersScript(Resource):
 
     @classmethod
     def validate(cls, config: dict[str, Value]) -> None:
-        if config.get("content") is not None and config.get("content_file") is not None:
-            raise ProviderError("set content or content_file, not both", attribute="content")
+        """The provider's own config checks (internal/services/workers_script/schema.go and
+        custom.go): ``content_file`` conflicts with ``content`` and needs ``content_sha256``,
+        which must be the hex SHA-256 of ``content`` or of the file. Relative paths are read
+        from the working directory Terraform runs in, as the real provider reads them."""
+        content, path = config.get("content"), config.get("content_file")
+        expected = config.get("content_sha256")
+        if content is not None and path is not None:
+            raise ProviderError(
+                "Invalid Attribute Combination",
+                'Attribute "content_file" cannot be specified when "content" is specified',
+                attribute="content_file",
+            )
+        if isinstance(path, str) and expected is None:
+            raise ProviderError(
+                "Invalid Attribute Combination",
+                'Attribute "content_sha256" must be specified when "content_file" is specified',
+                attribute="content_file",
+            )
+        if not isinstance(expected, str):
+            return  # null or not known yet
+        if isinstance(content, str):
+            actual, source = hashlib.sha256(content.encode()).hexdigest(), "content"
+        elif isinstance(path, str):
+            try:
+                actual = _file_sha256(path)
+            except OSError as exc:
+                raise ProviderError(
+                    "Hash Calculation Error",
+                    f"Failed to calculate SHA-256 hash of file '{path}': failed to open file: "
+                    f"open {path}: {(exc.strerror or str(exc)).lower()}",
+                    attribute="content_sha256",
+                ) from None
+            source = f"content_file ({path})"
+        else:
+            return
+        if expected != actual:
+            raise ProviderError(
+                "SHA-256 Hash Mismatch",
+                f"The provided SHA-256 hash '{expected}' does not match the actual hash "
+                f"'{actual}' of {source}",
+                attribute="content_sha256",
+            )
 
     def _content(self, planned: dict[str, Value]) -> str:
         content = known(planned.get("content"))
@@ -134,28 +188,38 @@ class WorkersScript(Resource):
         if path is None:
             raise ProviderError("a Worker needs content or content_file", attribute="content")
         try:
-            return Path(path).read_text()
-        except OSError as exc:
+            # bytes as they are (no newline translation): content_sha256 is over the file
+            return Path(os.path.expanduser(path)).read_bytes().decode()
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
             raise ProviderError(
-                f"cannot read content_file {path}: {exc.strerror}", attribute="content_file"
+                f"could not read file {path}: {why}", attribute="content_file"
             ) from None
 
-    def _put(self, planned: dict[str, Value]) -> dict[str, Value]:
+    def _put(self, planned: dict[str, Value], *, created: bool) -> dict[str, Value]:
         content = self._content(planned)
         expected = known(planned.get("content_sha256"))
         if expected and expected != hashlib.sha256(content.encode()).hexdigest():
             raise ProviderError(
                 "content_sha256 does not match the content", attribute="content_sha256"
             )
+        account_id, name = planned["account_id"], planned["script_name"]
         settings = {k: known(planned.get(k)) for k in _SCRIPT_SETTINGS}
         try:
-            record = self.backend.put_script(
-                planned["account_id"], planned["script_name"], content=content, settings=settings
-            )
+            record = self.backend.put_script(account_id, name, content=content, settings=settings)
         except CloudflareError as exc:
             raise _fail(exc, "uploading the Worker") from exc
+        try:  # live from now on, as on Cloudflare: a script that does not start is refused
+            live_workers.ensure_worker(self.backend, account_id, name)
+        except (CloudflareError, WorkerError) as exc:
+            if created:
+                with contextlib.suppress(NotFound):
+                    self.backend.delete_script(account_id, name)
+            raise ProviderError(
+                f"uploading the Worker: {name} does not start on the local cloud", str(exc)
+            ) from None
         return {
-            "id": planned["script_name"],
+            "id": name,
             "created_on": record["created_on"],
             "modified_on": record["modified_on"],
             "etag": record["etag"],
@@ -170,21 +234,26 @@ class WorkersScript(Resource):
         }
 
     def create(self, planned: dict[str, Value]) -> dict[str, Value]:
-        return self._put(planned)
+        return self._put(planned, created=True)
 
     def read(self, current: dict[str, Value]) -> dict[str, Value] | None:
         try:
             record = self.backend.get_script(current["account_id"], current["script_name"])
         except NotFound:
             return None
+        # a Worker whose process is gone (a reboot, `forkstage local down`) wakes when read, as
+        # local Neon endpoints do; best effort, so a plan or a destroy never fails on it
+        with contextlib.suppress(CloudflareError, WorkerError):
+            live_workers.ensure_worker(self.backend, current["account_id"], current["script_name"])
         return {**current, **{k: record[k] for k in ("created_on", "modified_on", "etag")}}
 
     def update(self, prior: dict[str, Value], planned: dict[str, Value]) -> dict[str, Value]:
-        return self._put(planned)
+        return self._put(planned, created=False)
 
     def delete(self, prior: dict[str, Value]) -> None:
         with contextlib.suppress(NotFound):
             self.backend.delete_script(prior["account_id"], prior["script_name"])
+        live_workers.stop_worker(self.backend.home, prior["script_name"])
 
 
 def standin(schema_dir: Path | None = None) -> StandIn:

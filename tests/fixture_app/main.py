@@ -42,13 +42,10 @@ class FixtureStack(TerraformStack):
 def main() -> int:
     settings = load_settings(Path(__file__).resolve().parent)
     name = os.environ.get("FORKSTAGE_STAGE") or os.environ.get("STAGE")
-    names = [name] if name else []
-    if os.environ.get("FORKSTAGE_SYNTH_ONLY") != "1":
-        names = list(dict.fromkeys([*settings.long_lived, *names]))
+    names = [name] if name else list(settings.long_lived)
     app = App()
     for n in names:
-        stage = Stage.parse(n, owner_stage=settings.owner_stage, referencing=settings.referencing)
-        FixtureStack(app, stage=stage, settings=settings)
+        FixtureStack(app, stage=settings.parse_stage(n), settings=settings)
     app.synth()
     return 0
 
