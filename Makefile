@@ -38,6 +38,9 @@ lint: install  ## ruff, mypy and the import contracts between layers
 test: lint  ## lint, then the whole test suite (what CI runs)
 	$(VENV)/bin/python -m pytest -q
 
+test-cloud: install  ## the seed story on real Neon, Cloudflare and S3/R2 (skipped without credentials)
+	$(VENV)/bin/python -m pytest -m cloud tests/cloud
+
 demo: install  ## the main job: the seed story on the embedded default backend
 	$(PY) scripts/demo.py
 
@@ -55,4 +58,4 @@ generate: install  ## regenerate typed provider bindings from the schema snapsho
 clean:  ## remove build and runtime output
 	rm -rf cdktf.out .forkstage $(STAMP)
 
-.PHONY: help install lint test demo bench generate worker clean
+.PHONY: help install lint test test-cloud demo bench generate worker clean

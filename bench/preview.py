@@ -199,10 +199,10 @@ def run_cycle(home: Path, stage: str) -> Cycle:
     cycle.resources = apply_timings(events)
     # On the local target the stand-in starts the Worker during the apply; the deploy ends by
     # waiting until its /health answers, timed by the CLI as its "worker" phase.
-    if "worker" not in cycle.deploy_phases or "worker_url" not in result["outputs"]:
+    if "worker" not in cycle.deploy_phases or "local_url" not in result["outputs"]:
         raise RuntimeError(f"the deploy of {stage} served no Worker: is the target local?")
     cycle.worker = cycle.deploy_phases["worker"]
-    notes = http_get(str(result["outputs"]["worker_url"]) + "/notes")
+    notes = http_get(str(result["outputs"]["local_url"]) + "/notes")
     if SEED not in notes:  # the Worker must really read the stage's branch
         raise RuntimeError(f"{stage}'s Worker did not return the seed row: {notes[:300]}")
 

@@ -1,4 +1,4 @@
-"""Cloudflare: a stage's Hyperdrive config in front of its branch, and its Worker.
+"""Cloudflare: a stage's Hyperdrive config in front of its branch, and its Worker on workers.dev.
 
 Names default to ``<app>-<id>-<stage>``, the account id and compatibility date to the stack's
 settings (``ForkstageStack.of``); the provider block is declared by the first construct.
@@ -10,7 +10,7 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from cdktf import AssetType, ITerraformDependable, TerraformAsset
+from cdktf import AssetType, ITerraformDependable, TerraformAsset, TerraformOutput
 from constructs import Construct
 
 from cdk.postgres import PostgresOrigin
@@ -65,7 +65,13 @@ class Hyperdrive(Construct):
 
 
 class Worker(Construct):
-    """A Worker script (ES module) with a ``HYPERDRIVE`` binding to the stage's Hyperdrive.
+    """A Worker script (ES module) with a ``HYPERDRIVE`` binding, reachable on workers.dev.
+
+    A script answers on ``https://<script>.<account subdomain>.workers.dev`` only once
+    ``cloudflare_workers_script_subdomain`` enables it (cloudflare/cloudflare v5.14.0,
+    internal/services/workers_script_subdomain); the provider cannot read the account's
+    subdomain, so it comes from ``cloudflare.workers_subdomain``. The Worker publishes the URL
+    as the output ``worker_url``.
 
     The code travels as a file, not inline: ``source`` is copied into the synthesized stack as an
     asset and the script names it with ``content_file`` plus its ``content_sha256`` (hex SHA-256
@@ -84,6 +90,7 @@ class Worker(Construct):
         account_id: str | None = None,
         compatibility_date: str | None = None,
         binding_name: str = "HYPERDRIVE",
+        workers_subdomain: str | None = None,
     ) -> None:
         stack = _stack(scope)
         super().__init__(scope, id_)
@@ -106,6 +113,16 @@ class Worker(Construct):
             compatibility_flags=["nodejs_compat"],
             bindings=[{"type": "hyperdrive", "name": binding_name, "id": hyperdrive.id}],
         )
+        self.subdomain = cloudflare.WorkersScriptSubdomain(
+            self,
+            "subdomain",
+            account_id=account_id or settings.cloudflare_account_id,
+            script_name=self.script.script_name,  # a reference: enabled after the upload
+            enabled=True,
+        )
+        subdomain = workers_subdomain or settings.cloudflare_workers_subdomain
+        self.url = f"https://{self.subdomain.script_name}.{subdomain}.workers.dev"
+        TerraformOutput(self, "worker_url", value=self.url, static_id=True)
 
     @property
     def name(self) -> str:

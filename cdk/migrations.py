@@ -19,13 +19,13 @@ from pathlib import Path
 
 from cdktf import (
     AssetType,
-    Fn,
     ITerraformDependable,
     LocalExecProvisioner,
     TerraformAsset,
 )
 from constructs import Construct
 
+from cdk.postgres import url_expression
 from cdk.stack import FormerScope
 from cdk.terraform_data import TerraformData
 
@@ -48,15 +48,6 @@ def directory_digest(directory: Path) -> str:
         digest.update(b"%d:%s\0%d:" % (len(rel), rel, len(content)))
         digest.update(content)
     return digest.hexdigest()
-
-
-def _url_part(value: str) -> str:
-    """Percent-encode inside Terraform, on the real value (nothing is resolved at synth).
-
-    Terraform's urlencode() writes a space as "+", which libpq does not decode in the user or
-    password part of a URL; a literal "+" comes out as %2B, so every "+" left is a space.
-    """
-    return Fn.replace(Fn.urlencode(value), "+", "%20")
 
 
 class BranchMigrations(Construct):
@@ -95,19 +86,8 @@ class BranchMigrations(Construct):
             path=str(self.directory),
             type=AssetType.DIRECTORY,
         )
-        url = (
-            "postgresql://"
-            + _url_part(role)
-            + ":"
-            + _url_part(password)
-            + "@"
-            + host
-            + ":"
-            + str(port)
-            + "/"
-            + _url_part(database)
-            + "?sslmode="
-            + sslmode
+        url = url_expression(
+            host=host, database=database, role=role, password=password, port=port, sslmode=sslmode
         )
         command = " ".join(
             [

@@ -16,7 +16,7 @@ from cdktf import TerraformOutput
 from constructs import Construct
 
 from cdk.migrations import BranchMigrations
-from cdk.postgres import PostgresOrigin
+from cdk.postgres import PostgresOrigin, pooler_host, url_expression
 from cdk.providers.generated import neon
 from cdk.refs import StageRef
 from cdk.stack import ForkstageStack
@@ -33,6 +33,8 @@ BRANCH_OUTPUTS: dict[str, str] = {
     "id": "neon_branch_id",
     "host": "neon_endpoint_host",
 }
+# Sensitive: a connection string for tests against the stage's branch (as Neon's actions give).
+URL_OUTPUTS = ("database_url", "database_url_pooled")
 POSTGRES_PORT = 5432
 
 
@@ -78,12 +80,16 @@ class NeonProject(Construct):
         super().__init__(scope, id_)
         settings = stack.settings
         # store_password: branches read their role password through a data source later.
+        # history_retention_seconds: unset, the provider asks for 86400, which the Free plan
+        # refuses (kislerdm/neon provider/resource_project.go); org_id only when configured.
         self.resource = neon.Project(
             self,
             "project",
             name=name or stack.resource_name(id_),
             region_id=region_id or settings.neon_region,
             pg_version=pg_version or settings.neon_pg_version,
+            org_id=settings.neon_org_id or None,
+            history_retention_seconds=settings.neon_history_retention_seconds,
             store_password="yes",
             branch={"name": "main", "database_name": database_name, "role_name": role_name},
         )
@@ -186,15 +192,24 @@ class NeonBranch(Construct):
         stack = _stack(scope)
         super().__init__(scope, id_)
         self.project = project
+        branch_name = name or stack.resource_name(id_)
         self.branch = neon.Branch(
             self,
             "branch",
             project_id=project.id,
-            name=name or stack.resource_name(id_),
+            name=branch_name,
             parent_id=parent_id if parent_id is not None else project.fork_parent_id,
         )
+        compute = stack.settings.neon_compute.for_stage(stack.stage.is_referencing)
         self.endpoint = neon.Endpoint(
-            self, "endpoint", project_id=project.id, branch_id=self.id, type="read_write"
+            self,
+            "endpoint",
+            project_id=project.id,
+            branch_id=self.id,
+            type="read_write",
+            autoscaling_limit_min_cu=compute.min_cu,
+            autoscaling_limit_max_cu=compute.max_cu,
+            suspend_timeout_seconds=compute.suspend_timeout_seconds,
         )
         self.role_password = neon.DataNeonBranchRolePassword(
             self,
@@ -203,8 +218,13 @@ class NeonBranch(Construct):
             branch_id=self.id,
             role_name=self.role_name,
         )
+        guard_password(self.role_password, branch_name)
         for attr, output in BRANCH_OUTPUTS.items():
             TerraformOutput(self, output, value=getattr(self, attr), static_id=True)
+        for output, url in zip(
+            URL_OUTPUTS, (self.database_url, self.database_url_pooled), strict=True
+        ):
+            TerraformOutput(self, output, value=url, sensitive=True, static_id=True)
         self.migrations: BranchMigrations | None = None
         if migrations_dir is not None:
             # It used to be the stack's "migrations"; the first branch keeps that address.
@@ -233,6 +253,23 @@ class NeonBranch(Construct):
     def password(self) -> str:
         return self.role_password.password
 
+    @cached_property
+    def database_url(self) -> str:
+        """The branch's direct connection string, in Neon's shape (sensitive)."""
+        return url_expression(
+            host=self.host, database=self.database_name, role=self.role_name, password=self.password
+        )
+
+    @cached_property
+    def database_url_pooled(self) -> str:
+        """The same through Neon's pooler (first host label + ``-pooler``)."""
+        return url_expression(
+            host=pooler_host(self.host),
+            database=self.database_name,
+            role=self.role_name,
+            password=self.password,
+        )
+
     @property
     def database_name(self) -> str:
         return self.project.database_name
@@ -252,3 +289,24 @@ class NeonBranch(Construct):
             password=self.password,
             depends_on=(self.migrations.resource,) if self.migrations else (),
         )
+
+
+def password_postcondition(branch_name: str) -> dict[str, str]:
+    """The check on ``neon_branch_role_password``: an empty password fails, saying what to check.
+
+    The data source drops API errors and returns "" (kislerdm/neon
+    provider/data_source_branch_role_password.go), which would surface much later as a Hyperdrive
+    or migration authentication error.
+    """
+    message = (
+        f"Neon returned an empty password for role ${{self.role_name}} on branch {branch_name} "
+        "(${self.branch_id}, project ${self.project_id}): check that NEON_API_KEY can read the "
+        'project, that the project stores passwords (store_password = "yes") and that the '
+        "role exists on the branch."
+    )
+    return {"condition": '${self.password != ""}', "error_message": message}
+
+
+def guard_password(source: neon.DataNeonBranchRolePassword, branch_name: str) -> None:
+    """Fail at the data source, not later, when the provider hands back an empty password."""
+    source.add_override("lifecycle.postcondition", [password_postcondition(branch_name)])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cdktf import ITerraformDependable
+from cdktf import Fn, ITerraformDependable
 
 
 @dataclass(frozen=True)
@@ -21,3 +21,46 @@ class PostgresOrigin:
     password: str
     port: int = 5432
     depends_on: tuple[ITerraformDependable, ...] = ()
+
+
+def url_part(value: str) -> str:
+    """Percent-encode inside Terraform, on the real value (nothing is resolved at synth).
+
+    Terraform's urlencode() writes a space as "+", which libpq does not decode in the user or
+    password part of a URL; a literal "+" comes out as %2B, so every "+" left is a space.
+    """
+    return Fn.replace(Fn.urlencode(value), "+", "%20")
+
+
+def url_expression(
+    *,
+    host: str,
+    database: str,
+    role: str,
+    password: str,
+    port: int | str | None = None,
+    sslmode: str = "require",
+) -> str:
+    """``postgresql://role:password@host[:port]/database?sslmode=...``, built by Terraform.
+
+    Without ``port`` it has Neon's own shape (its connection strings carry no port).
+    """
+    return (
+        "postgresql://"
+        + url_part(role)
+        + ":"
+        + url_part(password)
+        + "@"
+        + host
+        + ("" if port is None else ":" + str(port))
+        + "/"
+        + url_part(database)
+        + "?sslmode="
+        + sslmode
+    )
+
+
+def pooler_host(host: str) -> str:
+    """Neon's pooled host: the first DNS label + ``-pooler`` (``ep-x-1.aws.neon.tech`` ->
+    ``ep-x-1-pooler.aws.neon.tech``), computed by Terraform from the endpoint's host."""
+    return Fn.replace(host, "/^([^.]+)/", "$1-pooler")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,8 @@ from cdk.stage import Stage, StageClasses, StageError, validate_stage_name
 
 SETTINGS_FILE = "forkstage.toml"
 EMBEDDED_ENDPOINT = "http://127.0.0.1:4599"
+# workers.dev subdomain until [cloudflare] workers_subdomain / CLOUDFLARE_WORKERS_SUBDOMAIN is set
+PLACEHOLDER_WORKERS_SUBDOMAIN = "your-subdomain"
 
 
 class SettingsError(ValueError):
@@ -38,6 +41,35 @@ class BackendSettings:
         return self.kind == "embedded"
 
 
+# Neon's Free plan caps history retention at 21600 s; the provider's own default (86400) is refused
+# there (kislerdm/neon provider/resource_project.go; provider issue #176).
+FREE_PLAN_RETENTION = 21600
+# Cheap compute for referencing stages' endpoints unless [neon.compute] says otherwise.
+REFERENCING_COMPUTE = {"min_cu": 0.25, "max_cu": 0.25, "suspend_timeout_seconds": 300}
+
+
+@dataclass(frozen=True)
+class NeonCompute:
+    """``[neon.compute]``: what a stage's endpoint asks for; None leaves Neon's default."""
+
+    min_cu: float | None = None
+    max_cu: float | None = None
+    suspend_timeout_seconds: int | None = None
+
+    def for_stage(self, referencing: bool) -> NeonCompute:
+        """Referencing stages fill the cheap defaults; owner stages keep only what is set."""
+        if not referencing:
+            return self
+        d = REFERENCING_COMPUTE
+        return NeonCompute(
+            min_cu=d["min_cu"] if self.min_cu is None else self.min_cu,
+            max_cu=d["max_cu"] if self.max_cu is None else self.max_cu,
+            suspend_timeout_seconds=int(d["suspend_timeout_seconds"])
+            if self.suspend_timeout_seconds is None
+            else self.suspend_timeout_seconds,
+        )
+
+
 @dataclass(frozen=True)
 class Settings:
     """One app's settings; defaults make a fresh project work on the embedded backend."""
@@ -52,8 +84,12 @@ class Settings:
     neon_region: str = "aws-us-east-1"
     neon_pg_version: int = 16
     fork_from: Literal["default", "owner-branch"] = "default"
+    neon_org_id: str = ""
+    neon_history_retention_seconds: int = FREE_PLAN_RETENTION
+    neon_compute: NeonCompute = field(default_factory=NeonCompute)
     cloudflare_account_id: str = ""
     compatibility_date: str = "2025-09-01"
+    cloudflare_workers_subdomain: str = PLACEHOLDER_WORKERS_SUBDOMAIN
     worker_dir: str = "worker"
     migrations_dir: str = "migrations"
     target: Literal["local", "cloud"] = "local"
@@ -98,8 +134,20 @@ SCHEMA: dict[str, dict[str, tuple[_Kind, str]]] = {
         "region": (str, '"aws-us-east-1"'),
         "pg_version": (int, "16"),
         "fork_from": (("default", "owner-branch"), ""),
+        "org_id": (str, '"org-cool-sky-12345678"'),
+        "history_retention_seconds": (int, "21600"),
+        "compute": (dict, "[neon.compute]"),
     },
-    "cloudflare": {"account_id": (str, '""'), "compatibility_date": (str, '"2025-09-01"')},
+    "neon.compute": {
+        "min_cu": (float, "0.25"),
+        "max_cu": (float, "0.25"),
+        "suspend_timeout_seconds": (int, "300"),
+    },
+    "cloudflare": {
+        "account_id": (str, '""'),
+        "compatibility_date": (str, '"2025-09-01"'),
+        "workers_subdomain": (str, '"my-team"'),
+    },
     "backend": {
         "kind": (("embedded", "s3"), ""),
         "endpoint": (str, f'"{EMBEDDED_ENDPOINT}"'),
@@ -110,7 +158,15 @@ SCHEMA: dict[str, dict[str, tuple[_Kind, str]]] = {
     "target": {"kind": (("local", "cloud"), "")},
     "paths": {"migrations": (str, '"migrations"'), "worker": (str, '"worker"')},
 }
-_TYPE_NAMES = {str: "a string", int: "an integer", list: "a list of strings"}
+# Top-level sections; "neon.compute" is a sub-section, written [neon.compute].
+_SECTIONS = [s for s in SCHEMA if "." not in s]
+_TYPE_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    list: "a list of strings",
+    dict: "a section",
+}
 
 
 def _one_of(allowed: tuple[str, ...]) -> str:
@@ -120,9 +176,9 @@ def _one_of(allowed: tuple[str, ...]) -> str:
 def _suggest(section: str | None, key: str) -> str:
     """``; did you mean neon.fork_from?`` (closest key, else the same key in another section)."""
     if section is None:
-        close = difflib.get_close_matches(key, list(SCHEMA), n=1)
+        close = difflib.get_close_matches(key, _SECTIONS, n=1)
         hint = f"; did you mean [{close[0]}]?" if close else ""
-        return f"{hint} (sections: {', '.join(SCHEMA)})"
+        return f"{hint} (sections: {', '.join(_SECTIONS)})"
     keys = list(SCHEMA[section])
     close = difflib.get_close_matches(key, keys, n=1)
     if close:
@@ -133,10 +189,10 @@ def _suggest(section: str | None, key: str) -> str:
     return f" ({section} takes {', '.join(keys)})"
 
 
-def _check_shape(data: dict[str, Any]) -> None:
+def _check_shape(data: dict[str, Any], *, sub: bool = False) -> None:
     """Unknown sections and keys, and values of the wrong type or outside their allowed set."""
     for section, table in data.items():
-        if section not in SCHEMA:
+        if section not in (SCHEMA if sub else _SECTIONS):
             what = f"section [{section}]" if isinstance(table, dict) else f"setting {section}"
             raise SettingsError(f"{SETTINGS_FILE}: unknown {what}{_suggest(None, section)}")
         if not isinstance(table, dict):
@@ -149,6 +205,8 @@ def _check_shape(data: dict[str, Any]) -> None:
                     f"{SETTINGS_FILE}: unknown setting {section}.{key}{_suggest(section, key)}"
                 )
             _check_value(f"{SETTINGS_FILE}: {section}.{key}", value, *SCHEMA[section][key])
+            if isinstance(value, dict):  # a sub-section such as [neon.compute]
+                _check_shape({f"{section}.{key}": value}, sub=True)
 
 
 def _check_value(where: str, value: Any, kind: _Kind, example: str) -> None:
@@ -156,6 +214,8 @@ def _check_value(where: str, value: Any, kind: _Kind, example: str) -> None:
         if value not in kind:
             raise SettingsError(f"{where} must be {_one_of(kind)}")
         return
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return  # 1 is a number of compute units as much as 1.0
     ok = (
         all(isinstance(v, str) for v in value)
         if kind is list and isinstance(value, list)
@@ -188,6 +248,54 @@ def _stage_classes(stages: dict[str, Any], d: Settings) -> dict[str, Any]:
                 f"{SCHEMA['stages'][key][1]}"
             )
     return values
+
+
+def _neon_compute(neon: dict[str, Any]) -> NeonCompute:
+    """``[neon.compute]``, checked against Neon's ranges (0.25..56 CU, min <= max)."""
+    table = neon.get("compute", {})
+    where = f"{SETTINGS_FILE}: neon.compute"
+    compute = NeonCompute(
+        min_cu=table.get("min_cu"),
+        max_cu=table.get("max_cu"),
+        suspend_timeout_seconds=table.get("suspend_timeout_seconds"),
+    )
+    for key in ("min_cu", "max_cu"):
+        cu = getattr(compute, key)
+        if cu is not None and not 0.25 <= cu <= 56:
+            raise SettingsError(f"{where}.{key} must be between 0.25 and 56 (compute units)")
+    low, high = compute.for_stage(True).min_cu, compute.for_stage(True).max_cu
+    if low is not None and high is not None and low > high:
+        raise SettingsError(f"{where}: min_cu ({low}) is above max_cu ({high})")
+    timeout = compute.suspend_timeout_seconds
+    if timeout is not None and not -1 <= timeout <= 604800:
+        raise SettingsError(
+            f"{where}.suspend_timeout_seconds must be -1 (never) .. 604800 (e.g. 300)"
+        )
+    return compute
+
+
+def _neon_retention(neon: dict[str, Any]) -> int:
+    value = int(neon.get("history_retention_seconds", FREE_PLAN_RETENTION))
+    if not 0 <= value <= 2592000:
+        raise SettingsError(
+            f"{SETTINGS_FILE}: neon.history_retention_seconds must be 0..2592000 "
+            f"(Neon's Free plan allows at most {FREE_PLAN_RETENTION})"
+        )
+    return value
+
+
+def _workers_subdomain(env: dict[str, str], cf: dict[str, Any]) -> str:
+    """The account's workers.dev subdomain (``<it>.workers.dev``): no provider resource or data
+    source exposes it (cloudflare/cloudflare v5.14.0), so it is a setting; the placeholder until
+    set (the local cloud takes any value)."""
+    value = env.get("CLOUDFLARE_WORKERS_SUBDOMAIN") or cf.get("workers_subdomain", "")
+    value = value or PLACEHOLDER_WORKERS_SUBDOMAIN
+    if not re.fullmatch(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", value):
+        raise SettingsError(
+            f"cloudflare.workers_subdomain (or CLOUDFLARE_WORKERS_SUBDOMAIN) must be the account's "
+            f"workers.dev subdomain alone, one lower-case DNS label such as my-team (got {value!r})"
+        )
+    return value
 
 
 def _env_choice(env: dict[str, str], name: str, allowed: tuple[str, ...], fallback: str) -> str:
@@ -249,9 +357,13 @@ def load_settings(root: Path, environ: dict[str, str] | None = None) -> Settings
         neon_region=neon.get("region", d.neon_region),
         neon_pg_version=neon.get("pg_version", d.neon_pg_version),
         fork_from=neon.get("fork_from", d.fork_from),
+        neon_org_id=env.get("NEON_ORG_ID") or neon.get("org_id", d.neon_org_id),
+        neon_history_retention_seconds=_neon_retention(neon),
+        neon_compute=_neon_compute(neon),
         cloudflare_account_id=env.get("CLOUDFLARE_ACCOUNT_ID")
         or cf.get("account_id", d.cloudflare_account_id),
         compatibility_date=cf.get("compatibility_date", d.compatibility_date),
+        cloudflare_workers_subdomain=_workers_subdomain(env, cf),
         worker_dir=paths.get("worker", d.worker_dir),
         migrations_dir=paths.get("migrations", d.migrations_dir),
         backend=backend,

@@ -1,4 +1,5 @@
-"""The wrapper's view of the local cloud's Workers: from a stage to its Worker's URL.
+"""The wrapper's view of the local cloud's Workers: from a stage to the local address that
+serves its Worker (``local_url``; the ``worker_url`` output is the workers.dev address).
 
 The local Cloudflare stand-in keeps a Worker running for every script the account holds: it
 starts one when ``terraform apply`` (ours, cdktf-cli's or a plain one) uploads the script and
@@ -79,7 +80,7 @@ def serve_all(project: Project) -> list[WorkerProcess]:
         raise Failed(f"a Worker of the local cloud did not start: {exc}") from None
 
 
-def running_worker_url(home: Path, stage: str, worker_name: str | None = None) -> str | None:
+def running_local_url(home: Path, stage: str, worker_name: str | None = None) -> str | None:
     """The URL of the stage's Worker if the local cloud serves it now.
 
     ``worker_name`` is the stage's ``worker_name`` output; without it, it is read from the

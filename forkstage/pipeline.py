@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from forkstage import guards
+from forkstage import guards, preflight
 from forkstage.errors import Failed
 from forkstage.local_workers import wait_for_worker
 from forkstage.report import Reporter
@@ -136,16 +136,35 @@ def applier_for(via: str) -> Applier:
 
 
 class Pipeline:
-    """deploy / plan / destroy of one stage, with ``applier`` doing the infrastructure step."""
+    """deploy / plan / destroy of one stage, with ``applier`` doing the infrastructure step.
 
-    def __init__(self, run: StageRun, applier: Applier | None = None) -> None:
+    Each first says its target and, on the cloud target, runs the preflight (``live``: also the
+    API calls; ``--no-preflight`` turns them off) before the backend, synth or init.
+    """
+
+    def __init__(
+        self, run: StageRun, applier: Applier | None = None, *, live_preflight: bool = True
+    ) -> None:
         self.run = run
         self.applier: Applier = applier or EngineApplier()
+        self.live_preflight = live_preflight
+        self.target = preflight.target_line(run.settings)
+        self._begun = False
+
+    def begin(self) -> None:
+        """The target first, then the preflight: a refusal leaves nothing written. Once per
+        pipeline (a cascaded destroy comes back here for the owner)."""
+        if self._begun:
+            return
+        self.run.reporter.target(self.target)
+        preflight.preflight(self.run.settings, live=self.live_preflight)
+        self._begun = True
 
     def prepare(self) -> None:
         """Backend up, owner guard, synth, init and workspace: ready for any Terraform or
         cdktf-cli run on the stage (what ``forkstage env`` leaves behind for a person)."""
         run = self.run
+        self.begin()
         run.start_backend()
         guards.check_owner_deployed(run.stage, run.reader)
         run.synth()
@@ -154,6 +173,7 @@ class Pipeline:
 
     def deploy(self) -> RunResult:
         run, started = self.run, time.perf_counter()
+        self.begin()
         run.start_backend()
         guards.check_owner_deployed(run.stage, run.reader)
         run.synth()
@@ -169,6 +189,7 @@ class Pipeline:
     def plan(self) -> RunResult:
         """Always the engine's ``plan -json``: cdktf-cli's diff is no machine-readable plan."""
         run, started = self.run, time.perf_counter()
+        self.begin()
         run.start_backend()
         guards.check_owner_deployed(run.stage, run.reader)
         run.synth()
@@ -190,6 +211,7 @@ class Pipeline:
         still referenced is refused before anything runs (``cascade``: its referencing stages
         are destroyed first, each through this same path)."""
         run, started = self.run, time.perf_counter()
+        self.begin()
         run.start_backend()
         if strict:
             guards.check_has_state(run.stage, run.reader)
@@ -197,6 +219,7 @@ class Pipeline:
             return RunResult(
                 stage=run.stage.name,
                 operation="destroy",
+                target=self.target,
                 nothing_to_destroy=True,
                 seconds=time.perf_counter() - started,
                 phases=dict(run.reporter.phases),
@@ -241,7 +264,8 @@ class Pipeline:
             reporter=reporter,
             lock_timeout=run.lock_timeout,
         )
-        return Pipeline(other, self.applier).destroy(force=force)
+        # the same settings and credentials: the live preflight has already answered
+        return Pipeline(other, self.applier, live_preflight=False).destroy(force=force)
 
     def _stamped(self, result: RunResult) -> RunResult:
         """The run record notes the state it left, so readers can tell when it went stale."""
@@ -273,14 +297,15 @@ class Pipeline:
         return DestroyPlan(PLAN_FILE, changes)
 
     def _deployed_outputs(self) -> dict[str, Any]:
-        """The stage's outputs after an apply; on the local target also ``worker_url``, once
-        the Worker that the Cloudflare stand-in (re)started during the apply answers."""
+        """The stage's outputs after an apply; on the local target also ``local_url`` (where
+        the local cloud serves the Worker), once the Worker that the Cloudflare stand-in
+        (re)started during the apply answers."""
         run = self.run
         outputs = run.outputs()
         if run.local and outputs.get("worker_name"):
             with run.reporter.phase("worker", "worker ready"):
                 name = str(outputs["worker_name"])
-                outputs["worker_url"] = wait_for_worker(run.home, run.stage.name, name)
+                outputs["local_url"] = wait_for_worker(run.home, run.stage.name, name)
         return outputs
 
     def _result(self, operation: str, started: float, applied: Applied) -> RunResult:
@@ -288,6 +313,7 @@ class Pipeline:
         return RunResult(
             stage=run.stage.name,
             operation=operation,
+            target=self.target,
             added=applied.counts["add"],
             changed=applied.counts["change"],
             destroyed=applied.counts["remove"],

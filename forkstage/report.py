@@ -73,6 +73,11 @@ class Reporter:
         self.phases[name] = self.phases.get(name, 0.0) + took
         self.say(f"{label}: {took:.2f}s", style="dim")
 
+    def target(self, line: str) -> None:
+        """What the run acts on ("local cloud" or "cloud: Neon org ..."), said before anything
+        else so a log shows at once whether a pipeline deployed the stand-ins or the cloud."""
+        self.say(f"target: {line}", style="bold")
+
     def terraform_output(self, output: TerraformOutput) -> None:
         """Called by the pipeline after each Terraform run, failed ones included."""
         if self.on_terraform_output is not None:

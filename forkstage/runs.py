@@ -20,6 +20,8 @@ class RunResult:
 
     stage: str
     operation: str
+    # what the run acted on: "local cloud" or "cloud: Neon org ..., Cloudflare account ..."
+    target: str = ""
     ok: bool = True
     added: int = 0
     changed: int = 0

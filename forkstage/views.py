@@ -5,16 +5,22 @@ What ``forkstage stages | outputs | summary | prune`` show, as data; the command
 
 from __future__ import annotations
 
+import json
 import time
+import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from forkstage import embedded
 from forkstage.context import Project
 from forkstage.errors import BadInput
-from forkstage.local_workers import running_worker_url
+from forkstage.local_workers import running_local_url
+from forkstage.preflight import target_line
 from forkstage.runs import describes, last_run
 from forkstage.state import StageState, StateReader
+from localcloud.endpoints import connect_overrides
 
 # Rows a summary shows first, in this order: (label, output name).
 SUMMARY_FIELDS = (
@@ -88,16 +94,80 @@ def _deployed_state(project: Project, stage: str) -> StageState:
     return state
 
 
-def stage_outputs(project: Project, stage: str, state: StageState | None = None) -> dict[str, Any]:
-    """A deployed stage's non-sensitive outputs, plus its Worker's URL if the local cloud
-    serves it now."""
+def stage_outputs(
+    project: Project, stage: str, state: StageState | None = None, *, secrets: bool = False
+) -> dict[str, Any]:
+    """A deployed stage's non-sensitive outputs (``secrets``: the sensitive ones too, read with
+    the admin reader; never for ``summary``). On the local target also ``local_url``, where the
+    local cloud serves the stage's Worker now, and database URLs that connect on this machine."""
     state = state or _deployed_state(project, stage)
     values = state.public_outputs()
-    if project.settings.target == "local":
-        url = running_worker_url(project.home, stage, values.get("worker_name"))
+    local = project.settings.target == "local"
+    if local:
+        url = running_local_url(project.home, stage, values.get("worker_name"))
         if url:
-            values["worker_url"] = url
+            values["local_url"] = url
+    if secrets:
+        values.update(stage_secrets(project, stage, state))
     return values
+
+
+def stage_secrets(project: Project, stage: str, state: StageState | None = None) -> dict[str, Any]:
+    """The outputs marked sensitive (``database_url``, ``database_url_pooled``), read with the
+    admin reader; on the local target with URLs that connect on this machine."""
+    state = state or _deployed_state(project, stage)
+    values = {k: v.get("value") for k, v in state.outputs.items() if v.get("sensitive")}
+    if project.settings.target == "local":
+        values = {k: local_database_url(v, project.home) for k, v in values.items()}
+    return values
+
+
+def local_database_url(value: Any, home: Path) -> Any:
+    """A URL whose host is a local Neon endpoint (``*.neon.localhost``, pooler host included)
+    rewritten to the ``127.0.0.1:<port>`` that serves it; the local servers have no TLS, so
+    ``sslmode`` becomes ``disable``. Anything else is returned as it is."""
+    if not isinstance(value, str) or "://" not in value:
+        return value
+    parts = urlsplit(value)
+    overrides = connect_overrides(value, home)
+    if not overrides:
+        return value
+    userinfo = parts.netloc.rpartition("@")[0]
+    netloc = f"{userinfo}@" if userinfo else ""
+    netloc += f"{overrides['hostaddr']}:{overrides['port']}"
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    query["sslmode"] = overrides["sslmode"]
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query)))
+
+
+def mask_values(secrets: dict[str, Any]) -> list[str]:
+    """What GitHub Actions must mask for the secret outputs: each value (line by line) and, for
+    a URL, its password alone too, so the password is hidden wherever it shows."""
+    masks: list[str] = []
+    for _, value in sorted(secrets.items()):
+        if value is None:
+            continue
+        text = value if isinstance(value, str) else json.dumps(value)
+        masks += [line for line in text.splitlines() if line.strip()]
+        if "://" in text:
+            password = urlsplit(text).password
+            if password:
+                masks += [password, unquote(password)]
+    return list(dict.fromkeys(masks))
+
+
+def github_output_text(values: dict[str, Any]) -> str:
+    """``name=value`` lines for ``$GITHUB_OUTPUT``; a multi-line value uses the heredoc form with
+    a random delimiter (as @actions/core writes it), so no value can end the block early."""
+    chunks = []
+    for name, value in sorted(values.items()):
+        text = value if isinstance(value, str) else json.dumps(value)
+        if "\n" in text or "\r" in text:
+            delimiter = f"ghadelimiter_{uuid.uuid4()}"
+            chunks.append(f"{name}<<{delimiter}\n{text}\n{delimiter}\n")
+        else:
+            chunks.append(f"{name}={text}\n")
+    return "".join(chunks)
 
 
 def summary_rows(values: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -108,8 +178,9 @@ def summary_rows(values: dict[str, Any]) -> list[tuple[str, Any]]:
 
 
 def stage_summary(project: Project, stage: str) -> dict[str, Any]:
-    """What ``summary`` shows, read from the state itself: the outputs, the state's serial and
-    last change, and this machine's last run only if it left the state that is there now.
+    """What ``summary`` shows, read from the state itself: the target, the outputs, the state's
+    serial and last change, and this machine's last run only if it left the state that is there
+    now.
 
     ``changed_outside_forkstage`` is true when a run is recorded but the state moved on since
     (a plain ``cdktf deploy|destroy``, or a run elsewhere).
@@ -119,6 +190,7 @@ def stage_summary(project: Project, stage: str) -> dict[str, Any]:
     current = describes(run, state.serial, state.lineage)
     return {
         "stage": stage,
+        "target": target_line(project.settings),
         "outputs": stage_outputs(project, stage, state),
         "last_run": run if current else {},
         "changed_outside_forkstage": bool(run) and not current,

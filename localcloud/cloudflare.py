@@ -1,4 +1,5 @@
-"""Local Cloudflare account state: Hyperdrive configs and Worker scripts, for the stand-in.
+"""Local Cloudflare account state: Hyperdrive configs, Worker scripts and whether each script is
+on workers.dev, for the stand-in.
 
 Only what running a script's Worker (Miniflare/workerd, ``localcloud.live_workers``) needs is
 kept: each Hyperdrive's origin (password included: state.json is mode 0600, as Terraform's own
@@ -30,6 +31,9 @@ class CloudflareError(RuntimeError):
 
 class NotFound(CloudflareError):
     status = 404
+
+
+_OFF = {"enabled": False, "previews_enabled": False}
 
 
 def _now() -> str:
@@ -158,6 +162,8 @@ class Account:
                 "etag": hashlib.sha256(content.encode()).hexdigest(),
                 "created_on": previous["created_on"] if previous else now,
                 "modified_on": now,
+                # an upload keeps the script's workers.dev setting; a new script starts off it
+                "subdomain": previous.get("subdomain", _OFF) if previous else dict(_OFF),
             }
             state["workers"][key] = record
             return dict(record)
@@ -174,6 +180,23 @@ class Account:
             if state["workers"].pop(f"{account_id}/{script_name}", None) is None:
                 raise NotFound(f"Worker {script_name} not found")
             shutil.rmtree(self.script_dir(account_id, script_name), ignore_errors=True)
+
+    def set_subdomain(
+        self, account_id: str, script_name: str, *, enabled: bool, previews_enabled: bool | None
+    ) -> dict[str, bool]:
+        """POST ``.../workers/scripts/{name}/subdomain``: workers.dev on or off for a script (404
+        for a script that does not exist). Unset ``previews_enabled`` follows ``enabled``."""
+        with self.store.change() as state:
+            record = state["workers"].get(f"{account_id}/{script_name}")
+            if record is None:
+                raise NotFound(f"Worker {script_name} not found")
+            previews = enabled if previews_enabled is None else previews_enabled
+            record["subdomain"] = {"enabled": enabled, "previews_enabled": previews}
+            return dict(record["subdomain"])
+
+    def get_subdomain(self, account_id: str, script_name: str) -> dict[str, bool]:
+        """GET ``.../workers/scripts/{name}/subdomain``."""
+        return dict(self.get_script(account_id, script_name).get("subdomain", _OFF))
 
     def scripts(self) -> list[dict[str, Any]]:
         with self.store.read() as state:

@@ -20,6 +20,7 @@ get a SCRAM verifier computed client-side, ``neon_sql``).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,30 @@ PROXY_HOST = "neon.localhost"
 DEFAULT_DATABASE = "neondb"
 DEFAULT_ROLE = "neondb_owner"
 DEFAULT_REGION = "local"
+# What the real API refuses, by plan. The stand-in imitates the Free plan unless
+# FORKSTAGE_LOCAL_NEON_PLAN names a paid one (launch, scale, business).
+PLAN_ENV = "FORKSTAGE_LOCAL_NEON_PLAN"
+DEFAULT_RETENTION = 86400  # the provider's default when unset (kislerdm/neon resource_project.go)
+RETENTION_CAP = {"free": 21600, "launch": 604800, "scale": 2592000, "business": 2592000}
+
+
+def _plan() -> str:
+    plan = os.environ.get(PLAN_ENV) or "free"
+    return plan if plan in RETENTION_CAP else "free"
+
+
+def retention_cap() -> int:
+    return RETENTION_CAP[_plan()]
+
+
+def check_retention(seconds: int) -> None:
+    """Neon answers 400 for retention over the plan's cap (provider issue #176)."""
+    plan, cap = _plan(), retention_cap()
+    if seconds < 0 or seconds > cap:
+        raise NeonError(
+            f"history_retention_seconds {seconds} is not allowed on the {plan} plan "
+            f"(at most {cap}); set history_retention_seconds <= {cap}"
+        )
 
 
 class ControlPlane:
@@ -95,8 +120,17 @@ class ControlPlane:
         database_name: str | None = None,
         role_name: str | None = None,
         store_password: bool = True,
+        org_id: str | None = None,
+        history_retention_seconds: int | None = None,
     ) -> Project:
         """A project with its default branch, database, owner role and running endpoint."""
+        # Omitted, the API picks what the plan allows; the provider never omits it (86400).
+        retention = (
+            min(DEFAULT_RETENTION, retention_cap())
+            if history_retention_seconds is None
+            else history_retention_seconds
+        )
+        check_retention(retention)
         with self.store.change() as state:
             project_id = word_id()
             branch_id = word_id("br-")
@@ -116,6 +150,8 @@ class ControlPlane:
                 store_password=store_password,
                 admin_password=new_password(),
                 created_at=now(),
+                org_id=org_id or "",
+                history_retention_seconds=retention,
             )
             port = self.computes.free_port(state)
             server_version = self.computes.init_primary(
@@ -154,6 +190,11 @@ class ControlPlane:
             project = state.project(project_id)
             project.name = name
             return project
+
+    def set_retention(self, project_id: str, seconds: int) -> None:
+        check_retention(seconds)
+        with self.store.change() as state:
+            state.project(project_id).history_retention_seconds = seconds
 
     def set_store_password(self, project_id: str, store: bool) -> None:
         with self.store.change() as state:
@@ -268,6 +309,20 @@ class ControlPlane:
     def update_endpoint(self, project_id: str, endpoint_id: str, settings: dict[str, Any]) -> None:
         with self.store.change() as state:
             state.endpoint(project_id, endpoint_id).settings = settings
+
+    def move_endpoint(self, project_id: str, endpoint_id: str, branch_id: str) -> Endpoint:
+        """Serve another branch (the API's PATCH with ``branch_id``); it must have no endpoint."""
+        with self.store.change() as state:
+            endpoint = state.endpoint(project_id, endpoint_id)
+            if endpoint.branch_id == branch_id:
+                return endpoint
+            state.branch(project_id, branch_id)
+            if state.branch_endpoint(branch_id) is not None:
+                raise Conflict(f"branch {branch_id} already has a read_write endpoint")
+            self.computes.stop_branch(state, endpoint.branch_id)
+            endpoint.branch_id = branch_id
+            self.computes.start(state, endpoint)
+            return endpoint
 
     def wake(self, endpoint_id: str) -> Endpoint:
         """Start a suspended endpoint (Neon computes wake on demand; here after a reboot)."""

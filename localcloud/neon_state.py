@@ -47,6 +47,8 @@ class Project:
     store_password: bool
     admin_password: str = field(repr=False)  # the superuser's; never handed out
     created_at: str = ""
+    org_id: str = ""
+    history_retention_seconds: int = 86400
 
 
 @dataclass

@@ -88,12 +88,12 @@ def main() -> None:
     fs("migrations", "--stage", "pr-147")
 
     step("call pr-147's Worker (Miniflare, Hyperdrive binding -> pr-147's branch)")
-    base = json.loads(fs("outputs", "--stage", "pr-147", "--json", capture=True))["worker_url"]
+    base = json.loads(fs("outputs", "--stage", "pr-147", "--json", capture=True))["local_url"]
     print(f"GET  {base}/notes ->", http("GET", f"{base}/notes"))
     print(f"POST {base}/notes ->", http("POST", f"{base}/notes", "written by pr-147"))
     print(f"GET  {base}/notes ->", http("GET", f"{base}/notes"))
     staging_url = json.loads(fs("outputs", "--stage", "staging", "--json", capture=True))[
-        "worker_url"
+        "local_url"
     ]
     print(
         f"POST {staging_url}/notes (staging) ->",

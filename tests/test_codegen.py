@@ -214,6 +214,47 @@ def _attr(pin: ProviderPin, kind: str, tf_type: str, path: str) -> sch.Attribute
             "string",
             "optional,sensitive",
         ),
+        # added by hand from provider-behaviour.md (workers_script_subdomain/schema.go, v5.14.0)
+        (
+            CLOUDFLARE,
+            "resources",
+            "cloudflare_workers_script_subdomain",
+            "id",
+            "string",
+            "computed",
+        ),
+        (
+            CLOUDFLARE,
+            "resources",
+            "cloudflare_workers_script_subdomain",
+            "account_id",
+            "string",
+            "required",
+        ),
+        (
+            CLOUDFLARE,
+            "resources",
+            "cloudflare_workers_script_subdomain",
+            "script_name",
+            "string",
+            "required",
+        ),
+        (
+            CLOUDFLARE,
+            "resources",
+            "cloudflare_workers_script_subdomain",
+            "enabled",
+            "bool",
+            "required",
+        ),
+        (
+            CLOUDFLARE,
+            "resources",
+            "cloudflare_workers_script_subdomain",
+            "previews_enabled",
+            "bool",
+            "optional,computed",
+        ),
     ],
 )
 def test_snapshot_attribute_facts(pin, kind, tf_type, path, type_, flags):
@@ -390,6 +431,9 @@ def test_getters_are_typed_references(tmp_path):
     assert neon.Project.TF_RESOURCE_TYPE == "neon_project"
     assert neon.DataNeonBranchRolePassword.TF_RESOURCE_TYPE == "neon_branch_role_password"
     assert cloudflare.WorkersScript.TF_RESOURCE_TYPE == "cloudflare_workers_script"
+    assert (
+        cloudflare.WorkersScriptSubdomain.TF_RESOURCE_TYPE == "cloudflare_workers_script_subdomain"
+    )
 
 
 def test_provider_alias_and_config_reach_the_output(tmp_path):

@@ -81,7 +81,7 @@ def test_destroy_of_a_stage_without_state_is_green(box: Sandbox) -> None:
     strict = box.forkstage("destroy", "--stage", "pr-999", "--strict")
     assert strict.returncode == 3
     message = "stage pr-999 has no state in the backend: nothing to destroy"
-    assert strict.stderr == f"Error: {message}\n"
+    assert strict.stderr == f"target: local cloud\nError: {message}\n"
     strict_json = box.forkstage("destroy", "--stage", "pr-999", "--strict", "--json")
     assert strict_json.returncode == 3
     assert json.loads(strict_json.stdout) == {"error": message, "exit_code": 3}
@@ -159,7 +159,7 @@ def test_owner_is_refused_while_referenced_then_cascades(box: Sandbox) -> None:
     for flags in ((), ("--force",)):
         refused = box.forkstage("destroy", "--stage", "staging", *flags)
         assert refused.returncode == 3, refused.stderr
-        assert refused.stderr == f"Error: {message}\n"
+        assert refused.stderr == f"target: local cloud\nError: {message}\n"
     as_json = box.forkstage("destroy", "--stage", "staging", "--force", "--json")
     assert (as_json.returncode, json.loads(as_json.stdout)) == (
         3,

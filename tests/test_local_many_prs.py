@@ -96,7 +96,7 @@ def test_ten_prs_two_at_a_time_stay_isolated_and_leave_nothing_behind(
                 result: dict[str, Any] = json.loads(out)
                 assert result["operation"] == "deploy" and result["stage"] == stage
                 branch_of[stage] = result["outputs"]["neon_branch_id"]
-                worker_of[stage] = result["outputs"]["worker_url"]
+                worker_of[stage] = result["outputs"]["local_url"]
         timings["10 PR deploys, 2 at a time"] = time.monotonic() - mark
         assert len(set(branch_of.values())) == len(PRS)
         assert not set(branch_of.values()) & staging_branches

@@ -112,6 +112,7 @@ def staging_config() -> dict[str, Any]:
                     "name": "shop",
                     "region_id": "aws-us-east-2",
                     "pg_version": 16,
+                    "history_retention_seconds": 21600,  # unset = 86400: Free plan refuses it
                     "store_password": "yes",
                     "branch": {"name": "main", "database_name": "app", "role_name": "app_owner"},
                 }

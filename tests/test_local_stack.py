@@ -57,6 +57,7 @@ def test_pr_plan_creates_only_its_own_resources(
     assert by_type == [
         ("cloudflare_hyperdrive_config", "create"),
         ("cloudflare_workers_script", "create"),
+        ("cloudflare_workers_script_subdomain", "create"),  # workers.dev on
         ("neon_branch", "create"),
         ("neon_endpoint", "create"),
         ("terraform_data", "create"),  # the migrations step
@@ -93,8 +94,8 @@ def _get(url: str) -> Any:
         return json.loads(response.read())
 
 
-def _worker_url(local: LocalCloud, stage: str) -> str:
-    return str(json.loads(local.ok("outputs", "--stage", stage, "--json"))["worker_url"])
+def _local_url(local: LocalCloud, stage: str) -> str:
+    return str(json.loads(local.ok("outputs", "--stage", stage, "--json"))["local_url"])
 
 
 def _url(
@@ -118,8 +119,8 @@ def test_killed_endpoint_comes_back_with_its_data(
     local.ok("deploy", "--stage", "staging")  # a no-op when the previous test deployed it
     deployed = json.loads(local.ok("deploy", "--stage", "pr-301", "--json"))
     assert deployed["phases"]["worker"] > 0  # the deploy waited for the Worker's URL
-    worker = deployed["outputs"]["worker_url"]
-    assert _worker_url(local, "pr-301") == worker
+    worker = deployed["outputs"]["local_url"]
+    assert _local_url(local, "pr-301") == worker
     assert _get(worker + "/health") == {"ok": True, "database": "app"}
     url, extra = _url(local, "pr-301", monkeypatch)
     with psycopg.connect(url, autocommit=True, **extra) as conn:
@@ -141,7 +142,7 @@ def test_killed_endpoint_comes_back_with_its_data(
     os.killpg(launcher, signal.SIGKILL)
     while time.monotonic() < deadline + 10 and _alive(launcher):
         time.sleep(0.05)
-    assert "worker_url" not in json.loads(local.ok("outputs", "--stage", "pr-301", "--json"))
+    assert "local_url" not in json.loads(local.ok("outputs", "--stage", "pr-301", "--json"))
 
     out = local.ok("local", "up")
     assert endpoint.host in out
@@ -150,7 +151,7 @@ def test_killed_endpoint_comes_back_with_its_data(
     with psycopg.connect(url, autocommit=True, **extra) as conn:
         rows = [r[0] for r in conn.execute("select body from notes order by id")]
     assert "survives kill -9" in rows
-    notes = _get(_worker_url(local, "pr-301") + "/notes")
+    notes = _get(_local_url(local, "pr-301") + "/notes")
     assert "survives kill -9" in [n["body"] for n in notes]
 
 
@@ -161,7 +162,7 @@ def test_destroy_stops_the_stage_s_worker(local: LocalCloud) -> None:
     launcher = int((local.home / "workers" / f"{script}.pid").read_text())
     assert _alive(launcher)
     status = json.loads(local.ok("local", "status", "--json"))
-    assert {"script": script, "url": outputs["worker_url"] + "/"} in status["workers"]
+    assert {"script": script, "url": outputs["local_url"] + "/"} in status["workers"]
 
     local.ok("destroy", "--stage", "pr-301")
     assert not _alive(launcher)

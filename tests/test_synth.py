@@ -111,6 +111,7 @@ def test_pr_stage_references_staging_and_owns_only_its_branch(outdir: Path) -> N
         "neon_endpoint",
         "cloudflare_hyperdrive_config",
         "cloudflare_workers_script",
+        "cloudflare_workers_script_subdomain",
         "terraform_data",
     }
     remote_name, remote = single(cfg["data"], "terraform_remote_state")
@@ -259,3 +260,101 @@ def test_cdktf_cli_synth_is_identical(outdir: Path, tmp_path: Path) -> None:
     )
     for name in files:
         assert (ours_dir / name).read_bytes() == (out / "stacks" / name).read_bytes(), name
+
+
+def test_neon_settings_database_urls_and_the_password_guard(outdir: Path, tmp_path: Path) -> None:
+    """Issue 12: retention within the Free plan, cheap PR compute, sensitive database URLs
+    (pooled = first host label + -pooler), and a postcondition on the role password."""
+    staging, pr = stack(outdir, "staging"), stack(outdir, "pr-147")
+    _, project = single(staging["resource"], "neon_project")
+    assert project["history_retention_seconds"] == 21600 and "org_id" not in project
+    _, owner_endpoint = single(staging["resource"], "neon_endpoint")
+    assert "autoscaling_limit_max_cu" not in owner_endpoint  # owner stages keep Neon's defaults
+    _, pr_endpoint = single(pr["resource"], "neon_endpoint")
+    assert (
+        pr_endpoint["autoscaling_limit_min_cu"],
+        pr_endpoint["autoscaling_limit_max_cu"],
+        pr_endpoint["suspend_timeout_seconds"],
+    ) == (0.25, 0.25, 300)
+    for cfg in (staging, pr):
+        endpoint_name, _ = single(cfg["resource"], "neon_endpoint")
+        password_name, password = single(cfg["data"], "neon_branch_role_password")
+        [check] = password["lifecycle"]["postcondition"]
+        assert check["condition"] == '${self.password != ""}'
+        assert (
+            "empty password for role ${self.role_name} on branch forkstage-branch-"
+            in (check["error_message"])
+        )
+        outputs = cfg["output"]
+        assert {"neon_branch_id", "neon_endpoint_host"} <= set(outputs)
+        direct, pooled = outputs["database_url"], outputs["database_url_pooled"]
+        assert direct["sensitive"] is True and pooled["sensitive"] is True
+        host = f"neon_endpoint.{endpoint_name}.host"
+        secret = f"data.neon_branch_role_password.{password_name}.password"
+        assert direct["value"].startswith("postgresql://") and secret in direct["value"]
+        assert f"@${{{host}}}/" in direct["value"]
+        assert f'@${{replace({host}, "/^([^.]+)/", "$1-pooler")}}/' in pooled["value"]
+        assert direct["value"].endswith("?sslmode=require")
+
+    out = tmp_path / "org"
+    proc = subprocess.run(
+        [str(BIN / "forkstage"), "synth", "--stage", "staging", "--out", str(out)],
+        cwd=REPO,
+        env=env(tmp_path, NEON_ORG_ID="org-cool-sky-12345678"),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    cfg = json.loads((out / "stacks" / "stack-staging" / "cdk.tf.json").read_text())
+    assert single(cfg["resource"], "neon_project")[1]["org_id"] == "org-cool-sky-12345678"
+
+
+def test_the_cloud_target_synthesizes_what_the_real_providers_need(tmp_path: Path) -> None:
+    """Issue 12: with FORKSTAGE_TARGET=cloud, staging's project carries the org and a Free-plan
+    retention, every Cloudflare resource the configured account, and every stage workers.dev
+    switched on, a workers.dev `worker_url` and sensitive database URLs."""
+    account, subdomain = "0123456789abcdef0123456789abcdef", "acme-previews"
+    cloud = env(
+        tmp_path,
+        FORKSTAGE_TARGET="cloud",
+        NEON_ORG_ID="org-cool-sky-12345678",
+        CLOUDFLARE_ACCOUNT_ID=account,
+        CLOUDFLARE_WORKERS_SUBDOMAIN=subdomain,
+    )
+    for stage in ("staging", "pr-147"):
+        out = tmp_path / stage
+        proc = subprocess.run(
+            [str(BIN / "forkstage"), "synth", "--stage", stage, "--out", str(out)],
+            cwd=REPO,
+            env=cloud,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr
+        cfg = json.loads((out / "stacks" / f"stack-{stage}" / "cdk.tf.json").read_text())
+        resources = cfg["resource"]
+        if stage == "staging":
+            _, project = single(resources, "neon_project")
+            assert project["org_id"] == "org-cool-sky-12345678"
+            assert project["history_retention_seconds"] <= 21600
+        else:
+            assert "neon_project" not in resources
+        cloudflare = [
+            body for kind, items in resources.items() if kind.startswith("cloudflare_")
+            for body in items.values()
+        ]  # fmt: skip
+        assert len(cloudflare) == 3 and all(b["account_id"] == account for b in cloudflare)
+        _, on = single(resources, "cloudflare_workers_script_subdomain")
+        assert on["enabled"] is True
+        script_name, _ = single(resources, "cloudflare_workers_script")
+        assert on["script_name"] == f"${{cloudflare_workers_script.{script_name}.script_name}}"
+        outputs = cfg["output"]
+        assert outputs["worker_url"]["value"].endswith(f".{subdomain}.workers.dev")
+        assert outputs["worker_url"]["value"].startswith("https://")
+        assert "sensitive" not in outputs["worker_url"]
+        for name in ("database_url", "database_url_pooled"):
+            assert outputs[name]["sensitive"] is True

@@ -15,6 +15,14 @@ One deliberate change so far (issue 10): the Worker's code is no longer inlined 
 ``content_file`` + ``content_sha256``, so ``cloudflare_workers_script.api_script_CD6F5F56`` of
 every baseline carries those two attributes instead of ``content``. A deployed stage sees it
 as one in-place update of that resource (tests/test_upgrade.py allows exactly that one).
+
+Deliberate changes of issue 12 (the real cloud), each what the real providers need
+(docs/provider-behaviour.md): a new ``cloudflare_workers_script_subdomain`` per stage (workers.dev
+on, a create) with the ``worker_url`` output; ``history_retention_seconds = 21600`` on owned
+projects (Neon's Free-plan cap; the provider's unset default of 86400 is refused there: an
+in-place update); cheap compute limits on referencing stages' endpoints (in place); a
+postcondition on the role-password read (no resource change); the sensitive outputs
+``database_url`` and ``database_url_pooled``. tests/test_upgrade.py allows exactly these.
 """
 
 from __future__ import annotations

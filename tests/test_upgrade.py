@@ -30,16 +30,32 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 OLD_COMMIT = "68c6b78"  # the last commit before the architecture change
 TIMEOUT = 300
 UNCHANGED = {"no-op", "read"}
-# The one deliberate change to a deployed stage (issue 10): the Worker's code moves from inline
-# `content` (the whole bundle in every plan) to a file asset, `content_file` + `content_sha256`,
-# which the provider updates in place. Nothing else may change.
-UPGRADE = [
-    {
-        "address": "cloudflare_workers_script.api_script_CD6F5F56",
-        "type": "cloudflare_workers_script",
-        "action": "update",
-    }
-]
+# The deliberate changes to a deployed stage, each in place or a create, never a replace:
+# issue 10 moves the Worker's code from inline `content` (the whole bundle in every plan) to a
+# file asset (`content_file` + `content_sha256`); issue 12 enables workers.dev (a new
+# `cloudflare_workers_script_subdomain`), caps an owned project's history retention at Neon's
+# Free-plan 21600 s, and gives referencing stages' endpoints cheap compute limits. On staging the
+# project's update defers the role-password read to the apply (Terraform reads a data source
+# whose dependencies have changes pending only then), so its Hyperdrive's origin password is
+# "known after apply" once: an in-place update to the same value. In address order, as planned.
+WORKER = {"address": "cloudflare_workers_script.api_script_CD6F5F56", "action": "update"}
+SUBDOMAIN = {
+    "address": "cloudflare_workers_script_subdomain.api_subdomain_7A215A55",
+    "action": "create",
+}
+UPGRADE = {
+    "staging": [
+        {"address": "cloudflare_hyperdrive_config.hyperdrive_config_3666ADBD", "action": "update"},
+        WORKER,
+        SUBDOMAIN,
+        {"address": "neon_project.db_project_FA782935", "action": "update"},
+    ],
+    "pr-147": [
+        WORKER,
+        SUBDOMAIN,
+        {"address": "neon_endpoint.branch_endpoint_2D35CFE5", "action": "update"},
+    ],
+}
 
 
 def git(*args: str) -> str:
@@ -76,11 +92,20 @@ def changes(plan: dict[str, Any]) -> dict[str, Any]:
         "added": plan["added"],
         "changed": plan["changed"],
         "destroyed": plan["destroyed"],
-        "changes": [c for c in plan["changes"] if c["action"] not in UNCHANGED],
+        "changes": [
+            {"address": c["address"], "action": c["action"]}
+            for c in plan["changes"]
+            if c["action"] not in UNCHANGED
+        ],
     }
 
 
-def test_stages_deployed_by_the_old_code_plan_only_the_documented_update(old_tree: Path) -> None:
+def expected(stage: str) -> dict[str, Any]:
+    updates = sum(c["action"] == "update" for c in UPGRADE[stage])
+    return {"added": 1, "changed": updates, "destroyed": 0, "changes": UPGRADE[stage]}
+
+
+def test_stages_deployed_by_the_old_code_plan_only_the_documented_updates(old_tree: Path) -> None:
     cloud = LocalCloud("forkstage-upgrade-")
     old_env = {**cloud.env(), "PYTHONPATH": str(old_tree)}
 
@@ -108,15 +133,14 @@ def test_stages_deployed_by_the_old_code_plan_only_the_documented_update(old_tre
             stage: json.loads(cloud.ok("plan", "--stage", stage, "--json"))
             for stage in ("staging", "pr-147")
         }
-        expected = {"added": 0, "changed": 1, "destroyed": 0, "changes": UPGRADE}
         changed = {stage: changes(plan) for stage, plan in plans.items()}
-        assert changed == {"staging": expected, "pr-147": expected}, (
+        assert changed == {stage: expected(stage) for stage in plans}, (
             f"the new code would change stages the old code deployed: {changed}"
         )
-        # the update applies (the stand-in reads the file asset) and leaves nothing to change
+        # the updates apply (the stand-in reads the file asset) and leave nothing to change
         deployed = json.loads(cloud.ok("deploy", "--stage", "pr-147", "--json"))
-        assert changes(deployed) == expected
-        assert deployed["outputs"]["worker_url"].startswith("http://127.0.0.1:")
+        assert changes(deployed) == expected("pr-147")
+        assert deployed["outputs"]["local_url"].startswith("http://127.0.0.1:")
         assert no_changes(json.loads(cloud.ok("plan", "--stage", "pr-147", "--json")))
 
         cloud.ok("destroy", "--stage", "pr-147")

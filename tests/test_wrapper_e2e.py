@@ -73,6 +73,7 @@ def test_preview_flow(box: Sandbox) -> None:
         refused = box.forkstage("destroy", "--stage", "staging", *flags)
         assert refused.returncode == 3
         assert refused.stderr.strip() == (
+            "target: local cloud\n"
             "Error: stage staging is referenced by pr-148, which still has resources: destroy it "
             "first (forkstage destroy --stage pr-148), or pass --cascade to destroy it and then "
             "staging"

@@ -51,7 +51,11 @@ CLOUDFLARE = ProviderPin(
     name="cloudflare",
     source="cloudflare/cloudflare",
     version="5.14.0",
-    resources=("cloudflare_hyperdrive_config", "cloudflare_workers_script"),
+    resources=(
+        "cloudflare_hyperdrive_config",
+        "cloudflare_workers_script",
+        "cloudflare_workers_script_subdomain",
+    ),
 )
 
 PINS: dict[str, ProviderPin] = {pin.name: pin for pin in (NEON, CLOUDFLARE)}

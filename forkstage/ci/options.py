@@ -14,6 +14,11 @@ from cdk.stage import StageClasses, StageError, validate_stage_name
 _BRANCH = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,99}")
 _PYTHON = re.compile(r"3\.[0-9]{1,2}")
 _NODE = re.compile(r"[1-9][0-9]")
+# [registry[:port]/]name[/name...][:tag][@sha256:digest], as `docker pull` takes it.
+_IMAGE = re.compile(
+    r"(?:[a-z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._/-][a-z0-9]+)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?"
+)
 
 
 class CiOptionError(ValueError):
@@ -29,6 +34,8 @@ class CiOptions:
     main_branch: str = "main"
     python: str = "3.11"
     node: str = "20"
+    image: str = ""  # GitLab job image; "" = the python-nodejs image for --python and --node
+    test_command: str = ""  # run after a preview deploy, with DATABASE_URL; "" = no test step
 
     def __post_init__(self) -> None:
         _check_prefix(self.stage_prefix)
@@ -53,6 +60,28 @@ class CiOptions:
             )
         if not _NODE.fullmatch(self.node):
             raise CiOptionError(f"--node {self.node!r} is not a Node.js major version: use e.g. 20")
+        if self.image and (
+            not _IMAGE.fullmatch(self.image) or ":" not in self.image.split("/")[-1]
+        ):
+            raise CiOptionError(
+                f"--image {self.image!r} is not an image pinned by tag or digest: "
+                "use e.g. nikolaik/python-nodejs:python3.12-nodejs22 or name@sha256:<digest>"
+            )
+        command = self.test_command
+        if command and (
+            command != command.strip()
+            or len(command) > 500
+            or any(ord(c) < 32 or ord(c) == 127 for c in command)
+        ):
+            raise CiOptionError(
+                f"--test-command {command!r} must be one line (at most 500 characters, no "
+                "surrounding spaces): e.g. 'npm test' or 'make test-preview'"
+            )
+
+    @property
+    def job_image(self) -> str:
+        """The GitLab job image: --image, else Python and Node in one image, pinned by tag."""
+        return self.image or f"nikolaik/python-nodejs:python{self.python}-nodejs{self.node}"
 
     def changed(self) -> dict[str, str]:
         """Options that differ from the defaults, for the re-render hint inside each file."""

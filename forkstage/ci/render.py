@@ -23,6 +23,12 @@ _FILES: dict[str, tuple[tuple[str, str], ...]] = {
     "gitlab": (("gitlab-ci.yml.j2", ".gitlab-ci.yml"),),
 }
 TARGETS: tuple[str, ...] = tuple(_FILES)
+# Nightly, off the hour (scheduled runs at :00 are the ones GitHub delays or drops first).
+PRUNE_CRON = "23 3 * * *"
+# GitLab stops (destroys) a review environment after this long without a deploy.
+AUTO_STOP = "1 week"
+# Without a GitLab token to list open merge requests, prune stages unchanged this long.
+STALE = "7d"
 
 _TEMPLATES = Path(__file__).parent / "templates"
 
@@ -70,6 +76,11 @@ def render(target: str, *, options: CiOptions) -> dict[str, str]:
         "main_branch": options.main_branch,
         "python": options.python,
         "node": options.node,
+        "image": options.job_image,
+        "test_command": options.test_command,
+        "prune_cron": PRUNE_CRON,
+        "auto_stop": AUTO_STOP,
+        "stale": STALE,
     }
     env = _environment()
     return {path: env.get_template(name).render(context) for name, path in _FILES[target]}

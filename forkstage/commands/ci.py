@@ -9,6 +9,8 @@ from typing import Any
 import click
 
 from forkstage.ci import TARGETS, CiOptionError, CiOptions, is_generated, render
+from forkstage.ci.options import check_stage_classes
+from forkstage.context import Project
 from forkstage.errors import BadInput, Refused
 
 
@@ -62,6 +64,18 @@ def ci() -> None:
 @click.option(
     "--node", "node_version", default="20", show_default=True, help="Node.js major version in CI."
 )
+@click.option(
+    "--image",
+    default="",
+    help="GitLab job image, pinned by tag or digest (Python 3, Node, curl); "
+    "default: nikolaik/python-nodejs:python<python>-nodejs<node>.",
+)
+@click.option(
+    "--test-command",
+    default="",
+    help="Run after each preview deploy with DATABASE_URL, DATABASE_URL_POOLED and PREVIEW_URL "
+    "set (one line, e.g. 'npm test'); default: no test step.",
+)
 def render_command(
     target: str,
     out: Path | None,
@@ -71,15 +85,20 @@ def render_command(
     main_branch: str,
     python_version: str,
     node_version: str,
+    image: str,
+    test_command: str,
 ) -> None:
     """Render the preview pipeline for GitHub Actions or GitLab CI.
 
-    Pull requests deploy <prefix><number> and destroy it when closed; pushes to the main branch
-    deploy the owner stage. Files carry a marker line so re-rendering updates them in place.
+    Pull requests deploy <prefix><number> to the cloud target and destroy it when closed;
+    pushes to the main branch deploy the owner stage; a nightly run prunes stages of closed
+    pull requests. Files carry a marker line so re-rendering updates them in place.
 
     Example: forkstage ci render github --out .
 
     Example: forkstage ci render gitlab --main-branch trunk --python 3.12
+
+    Example: forkstage ci render github --test-command 'npm test'
     """
     try:
         options = CiOptions(
@@ -88,7 +107,13 @@ def render_command(
             main_branch=main_branch,
             python=python_version,
             node=node_version,
+            image=image,
+            test_command=test_command,
         )
+        project = Project.load()
+        if (project.root / "forkstage.toml").is_file():
+            # a pipeline deploying stages its project refuses would fail on every pull request
+            check_stage_classes(options, project.settings.stage_classes)
     except CiOptionError as exc:
         raise BadInput(str(exc)) from None
     files = render(target, options=options)

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 
 import click
 
 from forkstage.commands import stage_option
 from forkstage.context import Project
+from forkstage.errors import BadInput
 from forkstage.pipeline import Pipeline
 from forkstage.report import Reporter
 from forkstage.runner import StageRun
 from forkstage.views import (
     change_line,
+    github_output_text,
+    mask_values,
     run_changes,
     stage_outputs,
     stage_rows,
+    stage_secrets,
     stage_summary,
     summary_rows,
 )
@@ -82,17 +87,55 @@ def stages(as_json: bool) -> None:
 @click.command()
 @stage_option
 @click.option("--json", "as_json", is_flag=True, help="Print the outputs as a JSON object.")
-def outputs(stage: str, as_json: bool) -> None:
-    """Print a stage's non-sensitive outputs (sensitive ones are never shown).
+@click.option(
+    "--show-secrets",
+    is_flag=True,
+    help="Also print the sensitive outputs (database_url, database_url_pooled).",
+)
+@click.option(
+    "--github-output",
+    is_flag=True,
+    help="Append every output, secrets included, to the file $GITHUB_OUTPUT names, after "
+    "printing ::add-mask:: for each secret.",
+)
+def outputs(stage: str, as_json: bool, show_secrets: bool, github_output: bool) -> None:
+    """Print a stage's outputs: the non-sensitive ones unless --show-secrets.
 
-    Example: forkstage outputs --stage pr-147 --json
+    On the local target also local_url (where the local cloud serves the Worker), and the
+    database URLs connect on this machine. --github-output hands all of them to later steps
+    of a GitHub Actions job, each secret masked in the log first.
+
+    Example: forkstage outputs --stage pr-147 --github-output
     """
-    values = stage_outputs(Project.load(), stage)
+    target = os.environ.get("GITHUB_OUTPUT", "") if github_output else ""
+    if github_output and not target:
+        raise BadInput(
+            "GITHUB_OUTPUT is not set: --github-output appends to the file GitHub Actions "
+            "names there (set it to a file path to use it elsewhere)"
+        )
+    project = Project.load()
+    values = stage_outputs(project, stage)
+    secrets = stage_secrets(project, stage) if show_secrets or github_output else {}
+    if github_output:
+        for mask in mask_values(secrets):
+            click.echo(f"::add-mask::{_escape_command_data(mask)}")
+        try:
+            with open(target, "a", encoding="utf-8") as out:
+                out.write(github_output_text({**values, **secrets}))
+        except OSError as exc:
+            raise BadInput(f"cannot append to GITHUB_OUTPUT ({target}): {exc.strerror}") from None
+    if show_secrets:
+        values.update(secrets)
     if as_json:
         click.echo(json.dumps(values, sort_keys=True))
         return
     for name, value in sorted(values.items()):
         click.echo(f"{name} = {json.dumps(value) if not isinstance(value, str) else value}")
+
+
+def _escape_command_data(value: str) -> str:
+    """A workflow command's data, escaped as @actions/core does (the runner unescapes it)."""
+    return value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
 @click.command()
@@ -121,6 +164,7 @@ def summary(stage: str, fmt: str) -> None:
     heading, change = change_line(data)
     if fmt == "text":
         click.echo(f"stage {stage}")
+        click.echo(f"  target: {data['target']}")
         for name, value in rows:
             click.echo(f"  {name}: {value}")
         click.echo(f"  {heading.lower()}: {change}")
@@ -130,6 +174,7 @@ def summary(stage: str, fmt: str) -> None:
     click.echo("")
     click.echo("| | |")
     click.echo("|---|---|")
+    click.echo(f"| Target | {data['target']} |")
     for label, value in rows:
         click.echo(f"| {label} | `{value}` |")
     click.echo("")
@@ -147,13 +192,19 @@ def summary(stage: str, fmt: str) -> None:
 
 @click.command(name="env")
 @stage_option
-def env_cmd(stage: str) -> None:
+@click.option(
+    "--no-preflight",
+    is_flag=True,
+    help="Cloud target: skip the live API checks of the credentials.",
+)
+def env_cmd(stage: str, no_preflight: bool) -> None:
     """Print shell exports that make a plain `npx cdktf deploy|destroy|diff` act on <stage>.
 
     Prepares the stage first (backend up, init, workspace created), so cdktf-cli never stops at
     its workspace prompt, and cdktf's stack folder (a lock file for the local stand-ins, so
     cdktf's provider-lock step needs no registry). The exports pin the engine and mark the
     shell prepared (FORKSTAGE_PREPARED): without them the app makes init and plan fail at once.
+    On the cloud target the preflight runs first, as for deploy.
 
     Example: eval "$(forkstage env --stage pr-147)" && npx cdktf deploy
     """
@@ -161,7 +212,7 @@ def env_cmd(stage: str) -> None:
 
     project = Project.load()
     run = StageRun(project, project.parse_stage(stage), reporter=Reporter(quiet=True))
-    Pipeline(run).prepare()
+    Pipeline(run, live_preflight=not no_preflight).prepare()
     prepare_cdktf_folder(project, stage, run.stack_dir / "cdk.tf.json")
     env = {**run.env(), "FORKSTAGE_PREPARED": stage}
     for key in (*ENV_KEYS, "FORKSTAGE_PREPARED"):

@@ -12,6 +12,7 @@ import click
 from forkstage.commands import stage_option
 from forkstage.context import Project
 from forkstage.pipeline import Pipeline, applier_for
+from forkstage.preflight import preflight
 from forkstage.report import Reporter
 from forkstage.runner import StageRun
 from forkstage.runs import RunResult
@@ -36,7 +37,17 @@ class TerraformDuration(click.ParamType):
         return text
 
 
+def no_preflight_option(func: F) -> F:
+    return click.option(
+        "--no-preflight",
+        is_flag=True,
+        help="Cloud target: skip the live API checks of the credentials (the checks that "
+        "they are set still run).",
+    )(func)
+
+
 def common_options(func: F) -> F:
+    func = no_preflight_option(func)
     func = click.option(
         "--lock-timeout",
         type=TerraformDuration(),
@@ -90,7 +101,9 @@ def _report(result: RunResult, as_json: bool) -> None:
         click.echo(f"  {name} = {value}")
 
 
-def _pipeline(stage: str, via: str, lock_timeout: str, as_json: bool) -> Pipeline:
+def _pipeline(
+    stage: str, via: str, lock_timeout: str, as_json: bool, no_preflight: bool
+) -> Pipeline:
     project = Project.load()
     run = StageRun(
         project,
@@ -98,27 +111,30 @@ def _pipeline(stage: str, via: str, lock_timeout: str, as_json: bool) -> Pipelin
         reporter=Reporter(quiet=as_json),
         lock_timeout=lock_timeout,
     )
-    return Pipeline(run, applier_for(via))
+    return Pipeline(run, applier_for(via), live_preflight=not no_preflight)
 
 
 @click.command()
 @common_options
-def deploy(stage: str, via: str, lock_timeout: str, as_json: bool) -> None:
+def deploy(stage: str, via: str, lock_timeout: str, as_json: bool, no_preflight: bool) -> None:
     """Create or update a stage (a referencing stage needs its owner deployed first).
+
+    Says its target first; on the cloud target a preflight checks the credentials before
+    anything runs (exit 2 naming what to set, exit 1 when an API cannot be reached).
 
     Example: forkstage deploy --stage pr-147
     """
-    _report(_pipeline(stage, via, lock_timeout, as_json).deploy(), as_json)
+    _report(_pipeline(stage, via, lock_timeout, as_json, no_preflight).deploy(), as_json)
 
 
 @click.command()
 @common_options
-def plan(stage: str, via: str, lock_timeout: str, as_json: bool) -> None:
+def plan(stage: str, via: str, lock_timeout: str, as_json: bool, no_preflight: bool) -> None:
     """Show what a deploy of the stage would change, changing nothing.
 
     Example: forkstage plan --stage pr-147 --json
     """
-    _report(_pipeline(stage, via, lock_timeout, as_json).plan(), as_json)
+    _report(_pipeline(stage, via, lock_timeout, as_json, no_preflight).plan(), as_json)
 
 
 @click.command()
@@ -133,7 +149,14 @@ def plan(stage: str, via: str, lock_timeout: str, as_json: bool) -> None:
     "--strict", is_flag=True, help="Fail (exit 3) when the stage has no state, instead of exit 0."
 )
 def destroy(
-    stage: str, via: str, lock_timeout: str, as_json: bool, force: bool, cascade: bool, strict: bool
+    stage: str,
+    via: str,
+    lock_timeout: str,
+    as_json: bool,
+    no_preflight: bool,
+    force: bool,
+    cascade: bool,
+    strict: bool,
 ) -> None:
     """Destroy a stage's own resources; a referencing stage never touches its owner's.
 
@@ -143,7 +166,7 @@ def destroy(
 
     Example: forkstage destroy --stage pr-147
     """
-    pipeline = _pipeline(stage, via, lock_timeout, as_json)
+    pipeline = _pipeline(stage, via, lock_timeout, as_json, no_preflight)
     _report(pipeline.destroy(force=force, cascade=cascade, strict=strict), as_json)
 
 
@@ -167,7 +190,10 @@ def parse_duration(text: str) -> float:
 )
 @click.option("--dry-run", is_flag=True, help="Only list what would be destroyed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def prune(older_than: str | None, open_: str | None, dry_run: bool, as_json: bool) -> None:
+@no_preflight_option
+def prune(
+    older_than: str | None, open_: str | None, dry_run: bool, as_json: bool, no_preflight: bool
+) -> None:
     """Destroy referencing stages that are stale or whose pull requests are closed.
 
     Owner stages (staging, prod, dev_*) are never pruned.
@@ -181,6 +207,8 @@ def prune(older_than: str | None, open_: str | None, dry_run: bool, as_json: boo
     keep = {s.strip() for s in (open_ or "").split(",") if s.strip()}
     for name in keep:
         project.parse_stage(name)
+    if not dry_run:  # once, before the listing: each destroy then skips the API calls
+        preflight(project.settings, live=not no_preflight)
     victims = prune_candidates(project, keep=keep if open_ is not None else None, max_age=max_age)
     results = []
     for victim in victims:
@@ -189,7 +217,8 @@ def prune(older_than: str | None, open_: str | None, dry_run: bool, as_json: boo
             run = StageRun(
                 project, project.parse_stage(victim["stage"]), reporter=Reporter(quiet=as_json)
             )
-            destroyed = not Pipeline(run).destroy().nothing_to_destroy  # gone since the listing
+            pipeline = Pipeline(run, live_preflight=False)
+            destroyed = not pipeline.destroy().nothing_to_destroy  # gone since the listing
         results.append({**victim, "destroyed": destroyed})
         if not as_json:
             verb = "would destroy" if dry_run else "destroyed" if destroyed else "already gone:"

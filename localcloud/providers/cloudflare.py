@@ -5,7 +5,9 @@ The stand-in records each Hyperdrive origin and each Worker's code and bindings
 uploading a script (re)starts its Worker with Miniflare, deleting it stops it, and a Hyperdrive
 change reaches the Workers bound to it (``localcloud.live_workers``). As on Cloudflare, creating
 a Hyperdrive config checks that its origin accepts the credentials (when the origin is a local
-Neon endpoint), and a Worker's Hyperdrive binding must name an existing config.
+Neon endpoint), and a Worker's Hyperdrive binding must name an existing config. workers.dev is
+switched per script, as by the real ``cloudflare_workers_script_subdomain``; the local cloud
+serves every Worker on 127.0.0.1 whatever that switch says.
 """
 
 from __future__ import annotations
@@ -256,12 +258,57 @@ class WorkersScript(Resource):
         live_workers.stop_worker(self.backend.home, prior["script_name"])
 
 
+class WorkersScriptSubdomain(Resource):
+    """workers.dev on or off for one script, as cloudflare/cloudflare v5.14.0 does it
+    (internal/services/workers_script_subdomain): ``account_id`` and ``script_name`` replace,
+    ``enabled``/``previews_enabled`` update in place, create and update POST the setting (404
+    when the script does not exist), a read of a deleted script drops the resource, delete
+    switches it off."""
+
+    backend: Account
+    replace_on: ClassVar[frozenset[str]] = frozenset({"account_id", "script_name"})
+
+    def _post(self, planned: dict[str, Value]) -> dict[str, Value]:
+        account_id, name = planned["account_id"], planned["script_name"]
+        previews = known(planned.get("previews_enabled"))
+        try:
+            record = self.backend.set_subdomain(
+                account_id,
+                name,
+                enabled=bool(planned["enabled"]),
+                previews_enabled=None if previews is None else bool(previews),
+            )
+        except CloudflareError as exc:
+            raise _fail(exc, f"enabling workers.dev for {name}") from exc
+        return {**planned, "id": name, **record}
+
+    def create(self, planned: dict[str, Value]) -> dict[str, Value]:
+        return self._post(planned)
+
+    def read(self, current: dict[str, Value]) -> dict[str, Value] | None:
+        try:
+            record = self.backend.get_subdomain(current["account_id"], current["script_name"])
+        except NotFound:
+            return None
+        return {**current, **record}
+
+    def update(self, prior: dict[str, Value], planned: dict[str, Value]) -> dict[str, Value]:
+        return self._post(planned)
+
+    def delete(self, prior: dict[str, Value]) -> None:
+        with contextlib.suppress(NotFound):
+            self.backend.set_subdomain(
+                prior["account_id"], prior["script_name"], enabled=False, previews_enabled=False
+            )
+
+
 def standin(schema_dir: Path | None = None) -> StandIn:
     return StandIn(
         pin=CLOUDFLARE,
         resources={
             "cloudflare_hyperdrive_config": HyperdriveConfig,
             "cloudflare_workers_script": WorkersScript,
+            "cloudflare_workers_script_subdomain": WorkersScriptSubdomain,
         },
         data_sources={},
         backend=Account,

@@ -1,9 +1,11 @@
 """Stand-in for the ``kislerdm/neon`` Terraform provider, backed by the local Neon control plane.
 
 Terraform starts it through the launcher that ``localcloud.registry`` installs
-(``python -m localcloud.providers.neon``). Resource semantics follow the real provider where
-forkstage relies on them: replacement on the attributes the real one replaces, "gone" after a
-404 (Terraform then plans a create), deleting an already deleted branch is a no-op.
+(``python -m localcloud.providers.neon``). Resource semantics follow the real provider
+(kislerdm/neon v0.15.0, ``provider/resource_*.go``; see docs/provider-behaviour.md): replacement
+only on the attributes the real one marks ForceNew, in-place updates that send what the real one
+sends, the Free plan's API-side limits, "gone" after a 404 (Terraform then plans a create),
+deleting an already deleted branch is a no-op, and a role password read that fails returns "".
 """
 
 from __future__ import annotations
@@ -13,7 +15,15 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from cdk.providers.pins import NEON
-from localcloud.neon import PROXY_HOST, ControlPlane, Endpoint, NeonError, NotFound, Project
+from localcloud.neon import (
+    DEFAULT_RETENTION,
+    PROXY_HOST,
+    ControlPlane,
+    Endpoint,
+    NeonError,
+    NotFound,
+    Project,
+)
 from localcloud.providers.server import serve
 from localcloud.providers.standin import DataSource, ProviderError, Resource, StandIn
 from localcloud.providers.values import Value, known
@@ -32,8 +42,9 @@ def _yes(value: Value, default: bool) -> bool:
 
 class ProjectResource(Resource):
     backend: ControlPlane
+    # resource_project.go: ForceNew on org_id, region_id, pg_version and the branch block only.
     replace_on: ClassVar[frozenset[str]] = frozenset(
-        {"name", "region_id", "pg_version", "org_id", "branch"}
+        {"region_id", "pg_version", "org_id", "branch"}
     )
 
     @classmethod
@@ -90,6 +101,8 @@ class ProjectResource(Resource):
                 database_name=known(branch.get("database_name")),
                 role_name=known(branch.get("role_name")),
                 store_password=_yes(planned.get("store_password"), True),
+                org_id=known(planned.get("org_id")),
+                history_retention_seconds=_retention(planned),
             )
         except NeonError as exc:
             raise _fail(exc, "creating the project") from exc
@@ -105,8 +118,12 @@ class ProjectResource(Resource):
 
     def update(self, prior: dict[str, Value], planned: dict[str, Value]) -> dict[str, Value]:
         try:
-            self.backend.set_store_password(prior["id"], _yes(planned.get("store_password"), True))
-            return self._facts(self.backend.get_project(prior["id"]), planned)
+            cp = self.backend
+            cp.set_retention(prior["id"], _retention(planned))
+            if known(planned.get("name")):
+                cp.rename_project(prior["id"], planned["name"])
+            cp.set_store_password(prior["id"], _yes(planned.get("store_password"), True))
+            return self._facts(cp.get_project(prior["id"]), planned)
         except NeonError as exc:
             raise _fail(exc, "updating the project") from exc
 
@@ -116,10 +133,11 @@ class ProjectResource(Resource):
 
 
 class BranchResource(Resource):
+    """resource_branch.go: only parent_lsn/parent_timestamp are ForceNew; an update sends only
+    name and protected, so a changed parent_id is not re-forked and its diff stays."""
+
     backend: ControlPlane
-    replace_on: ClassVar[frozenset[str]] = frozenset(
-        {"project_id", "parent_id", "parent_lsn", "parent_timestamp"}
-    )
+    replace_on: ClassVar[frozenset[str]] = frozenset({"parent_lsn", "parent_timestamp"})
 
     @classmethod
     def validate(cls, config: dict[str, Value]) -> None:
@@ -194,10 +212,11 @@ _ENDPOINT_SETTINGS = (
 
 
 class EndpointResource(Resource):
+    """resource_endpoint.go: only region_id is ForceNew; an update sends branch_id (the endpoint
+    moves to that branch) and the compute settings, never type (its diff stays)."""
+
     backend: ControlPlane
-    replace_on: ClassVar[frozenset[str]] = frozenset(
-        {"project_id", "branch_id", "type", "region_id"}
-    )
+    replace_on: ClassVar[frozenset[str]] = frozenset({"region_id"})
 
     @classmethod
     def validate(cls, config: dict[str, Value]) -> None:
@@ -242,11 +261,13 @@ class EndpointResource(Resource):
         except NotFound:
             return None
         facts = self._facts(endpoint)
-        return {**current, **{k: facts[k] for k in ("id", "host", "proxy_host", "region_id")}}
+        fresh = {k: facts[k] for k in ("id", "host", "proxy_host", "region_id")}
+        return {**current, **fresh, "branch_id": endpoint.branch_id, "type": endpoint.type}
 
     def update(self, prior: dict[str, Value], planned: dict[str, Value]) -> dict[str, Value]:
         try:
             settings = {k: known(planned.get(k)) for k in _ENDPOINT_SETTINGS}
+            self.backend.move_endpoint(prior["project_id"], prior["id"], planned["branch_id"])
             self.backend.update_endpoint(prior["project_id"], prior["id"], settings)
             endpoint = self.backend.get_endpoint(prior["project_id"], prior["id"])
         except NeonError as exc:
@@ -263,6 +284,9 @@ class EndpointResource(Resource):
 
 
 class BranchRolePassword(DataSource):
+    """data_source_branch_role_password.go drops API errors: a failed read returns "" and no
+    diagnostic. So does this one; forkstage's config guards it with a postcondition."""
+
     backend: ControlPlane
 
     def read(self, config: dict[str, Value]) -> dict[str, Value]:
@@ -270,13 +294,19 @@ class BranchRolePassword(DataSource):
             password = self.backend.role_password(
                 config["project_id"], config["branch_id"], config["role_name"]
             )
-        except NeonError as exc:
-            raise _fail(exc, "reading the role password") from exc
+        except NeonError:
+            password = ""
         return {
             **config,
             "id": f"{config['project_id']}/{config['branch_id']}/{config['role_name']}",
             "password": password,
         }
+
+
+def _retention(planned: dict[str, Value]) -> int:
+    """Unset means the provider's schema default, 86400 (resource_project.go)."""
+    value = known(planned.get("history_retention_seconds"))
+    return DEFAULT_RETENTION if value is None else int(value)
 
 
 def standin(schema_dir: Path | None = None) -> StandIn:

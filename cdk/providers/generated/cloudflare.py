@@ -922,3 +922,96 @@ class WorkersScript(cdktf.TerraformResource):
     def usage_model(self) -> str:
         """Usage model for the Worker invocations. Available values: "standard", "bundled", "unbound". (optional, computed)"""
         return self.get_string_attribute("usage_model")
+
+
+_WORKERS_SCRIPT_SUBDOMAIN_SPEC = _rt.Spec(
+    "cloudflare_workers_script_subdomain",
+    fields={
+        "account_id": "string",
+        "enabled": "bool",
+        "previews_enabled": "bool",
+        "script_name": "string",
+    },
+    required=frozenset({"account_id", "enabled", "script_name"}),
+)
+
+
+class WorkersScriptSubdomain(cdktf.TerraformResource):
+    """Resource ``cloudflare_workers_script_subdomain`` (schema version 0)."""
+
+    TF_RESOURCE_TYPE = "cloudflare_workers_script_subdomain"
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        account_id: str,
+        enabled: bool | cdktf.IResolvable,
+        script_name: str,
+        previews_enabled: bool | cdktf.IResolvable | None = None,
+        depends_on: Sequence[cdktf.ITerraformDependable] | None = None,
+        provider: cdktf.TerraformProvider | None = None,
+        lifecycle: cdktf.TerraformResourceLifecycle | None = None,
+        count: float | int | cdktf.TerraformCount | None = None,
+        for_each: cdktf.ITerraformIterator | None = None,
+        provisioners: Sequence[
+            cdktf.FileProvisioner | cdktf.LocalExecProvisioner | cdktf.RemoteExecProvisioner
+        ]
+        | None = None,
+        connection: cdktf.SSHProvisionerConnection | cdktf.WinrmProvisionerConnection | None = None,
+    ) -> None:
+        # Checked before the construct joins the tree, so a bad input leaves no half-made resource.
+        self._tf_inputs = _rt.render_inputs(
+            {
+                "account_id": account_id,
+                "enabled": enabled,
+                "previews_enabled": previews_enabled,
+                "script_name": script_name,
+            },
+            _WORKERS_SCRIPT_SUBDOMAIN_SPEC,
+        )
+
+        super().__init__(
+            scope,
+            id_,
+            terraform_resource_type=self.TF_RESOURCE_TYPE,
+            depends_on=depends_on,
+            provider=provider,
+            lifecycle=lifecycle,
+            count=count,
+            for_each=for_each,
+            provisioners=provisioners,
+            connection=connection,
+        )
+
+    def _synthesize_attributes(self) -> Mapping[str, Any]:
+        return self._tf_inputs
+
+    def _synthesize_hcl_attributes(self) -> Mapping[str, Any]:
+        return _rt.hcl_attributes(self._tf_inputs, _WORKERS_SCRIPT_SUBDOMAIN_SPEC)
+
+    @property
+    def account_id(self) -> str:
+        """(required)"""
+        return self.get_string_attribute("account_id")
+
+    @property
+    def enabled(self) -> cdktf.IResolvable:
+        """(required)"""
+        return self.get_boolean_attribute("enabled")
+
+    @property
+    def id(self) -> str:
+        """(computed)"""
+        return self.get_string_attribute("id")
+
+    @property
+    def previews_enabled(self) -> cdktf.IResolvable:
+        """(optional, computed)"""
+        return self.get_boolean_attribute("previews_enabled")
+
+    @property
+    def script_name(self) -> str:
+        """(required)"""
+        return self.get_string_attribute("script_name")

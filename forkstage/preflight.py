@@ -1,0 +1,239 @@
+"""Preflight for the cloud target: refuse a run that cannot work before synth, init or state.
+
+Without it a cloud run with no credentials synthesizes, runs ``terraform init``, downloads the
+real providers and only then fails; the placeholder account id would go into the config
+unchecked, and the embedded state server would keep the cloud's state on a CI runner that is
+about to vanish. Two steps, both before anything is written:
+
+- static: the variables the run needs are set, one line naming every one that is missing;
+- live (``--no-preflight`` skips it): one call per API, each bounded to ``TIMEOUT`` seconds,
+  proving the credentials are accepted. Refused credentials exit 2, an API that cannot be
+  reached exits 1.
+
+Plain HTTPS through urllib: the Neon provider has no base-URL override (``provider/provider.go``
+of kislerdm/neon v0.15.0 hard-codes the SDK's public API), so the check needs its own client, and
+urllib keeps the CLI's start-up free of an SDK import. ``FORKSTAGE_NEON_API_URL`` and
+``FORKSTAGE_CLOUDFLARE_API_URL`` point it elsewhere (tests use local fakes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cdk.settings import PLACEHOLDER_WORKERS_SUBDOMAIN, Settings
+from forkstage.errors import BadInput, Failed
+
+NEON_API_URL = "https://console.neon.tech/api/v2"
+CLOUDFLARE_API_URL = "https://api.cloudflare.com/client/v4"
+TIMEOUT = 10.0
+# Cloudflare account ids are 32 hex digits; forkstage.toml ships all zeros as a placeholder.
+_ACCOUNT_ID = re.compile(r"[0-9a-f]{32}")
+PLACEHOLDER_ACCOUNT_ID = "0" * 32
+# Credentials Terraform's S3 backend and boto3 find without forkstage's help.
+_AWS_AMBIENT = ("AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI")
+
+
+def target_line(settings: Settings) -> str:
+    """What a run acts on, said first by every deploy/plan/destroy and in every summary."""
+    if settings.target == "local":
+        return "local cloud"
+    org = settings.neon_org_id.strip() or "personal account"
+    account = settings.cloudflare_account_id or "(not set)"
+    return f"cloud: Neon org {org}, Cloudflare account {account}"
+
+
+def static_problems(settings: Settings, environ: Mapping[str, str] | None = None) -> list[str]:
+    """What the cloud target still needs set, as short phrases naming the variable."""
+    env = os.environ if environ is None else environ
+    problems = [
+        f"{name} ({what})"
+        for name, what in (
+            ("NEON_API_KEY", "a Neon API key"),
+            ("CLOUDFLARE_API_TOKEN", "a Cloudflare API token"),
+        )
+        if not env.get(name, "").strip()
+    ]
+    account = settings.cloudflare_account_id.strip()
+    if not account:
+        problems.append("CLOUDFLARE_ACCOUNT_ID (your account id; none is set)")
+    elif account == PLACEHOLDER_ACCOUNT_ID:
+        problems.append("CLOUDFLARE_ACCOUNT_ID (your account id, not the placeholder 000...0)")
+    elif not _ACCOUNT_ID.fullmatch(account):
+        problems.append(f"CLOUDFLARE_ACCOUNT_ID (32 hex digits, not {account!r})")
+    if settings.cloudflare_workers_subdomain == PLACEHOLDER_WORKERS_SUBDOMAIN:
+        problems.append(
+            "CLOUDFLARE_WORKERS_SUBDOMAIN (your account's <name>.workers.dev, for the preview URL)"
+        )
+    backend = settings.backend
+    if backend.embedded:
+        problems.append(
+            "FORKSTAGE_BACKEND_KIND=s3 with FORKSTAGE_BACKEND_ENDPOINT and "
+            "FORKSTAGE_BACKEND_BUCKET (a state bucket that outlives the run; the embedded "
+            "server's state would die with the CI runner)"
+        )
+        return problems
+    if backend.endpoint:
+        parts = urllib.parse.urlsplit(backend.endpoint)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            problems.append(
+                f"FORKSTAGE_BACKEND_ENDPOINT (an http(s) URL, not {backend.endpoint!r})"
+            )
+    if not backend.bucket.strip():
+        problems.append("FORKSTAGE_BACKEND_BUCKET (the state bucket)")
+    pairs = (
+        ("FORKSTAGE_STATE_ACCESS_KEY_ID", "FORKSTAGE_STATE_SECRET_ACCESS_KEY"),
+        ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
+    )
+    keyed = any(env.get(key) and env.get(secret) for key, secret in pairs)
+    if not keyed and not any(env.get(name) for name in _AWS_AMBIENT):
+        problems.append(
+            "FORKSTAGE_STATE_ACCESS_KEY_ID and FORKSTAGE_STATE_SECRET_ACCESS_KEY "
+            "(the state bucket's credentials; or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)"
+        )
+    return problems
+
+
+def check_static(settings: Settings, environ: Mapping[str, str] | None = None) -> None:
+    """BadInput (exit 2), one line naming everything to set; nothing has run yet."""
+    problems = static_problems(settings, environ)
+    if problems:
+        raise BadInput("the cloud target needs: set " + "; ".join(problems))
+
+
+@dataclass
+class Answer:
+    """One API answer: HTTP status and the decoded JSON body (empty when it was not JSON)."""
+
+    status: int
+    body: dict[str, Any]
+
+    def message(self) -> str:
+        """The API's own error text (Cloudflare ``errors[].message``, Neon ``message``)."""
+        errors = self.body.get("errors")
+        if isinstance(errors, list) and errors:
+            texts = [str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in errors]
+            return "; ".join(texts)
+        return str(self.body.get("message", "")) or f"HTTP {self.status}"
+
+
+def _get(api: str, url: str, token: str, timeout: float) -> Answer:
+    """GET with a Bearer token; Failed (exit 1) naming ``api`` when it cannot be reached."""
+    request = urllib.request.Request(
+        url, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, raw = exc.code, exc.read()
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise Failed(
+            f"preflight: cannot reach the {api} API at {url.split('?')[0]} "
+            f"within {timeout:.0f}s: {reason}"
+        ) from None
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        body = {}
+    return Answer(status, body if isinstance(body, dict) else {})
+
+
+def _unavailable(api: str, answer: Answer) -> Failed:
+    return Failed(f"preflight: the {api} API answered HTTP {answer.status}: {answer.message()}")
+
+
+def check_neon(
+    environ: Mapping[str, str], org_id: str, *, base: str, timeout: float = TIMEOUT
+) -> None:
+    """``GET /projects?limit=1`` (with ``org_id`` when set): the key is accepted."""
+    query = {"limit": "1", **({"org_id": org_id} if org_id else {})}
+    url = f"{base.rstrip('/')}/projects?{urllib.parse.urlencode(query)}"
+    answer = _get("Neon", url, environ.get("NEON_API_KEY", ""), timeout)
+    if answer.status == 200:
+        return
+    if answer.status >= 500:
+        raise _unavailable("Neon", answer)
+    hint = "check NEON_API_KEY"
+    if "org" in answer.message().lower():
+        hint = "check NEON_API_KEY and set NEON_ORG_ID (or [neon] org_id)"
+    raise BadInput(
+        f"preflight: Neon refused the API key (HTTP {answer.status}: {answer.message()}): {hint}"
+    )
+
+
+def check_cloudflare(
+    environ: Mapping[str, str], account_id: str, *, base: str, timeout: float = TIMEOUT
+) -> None:
+    """The token is active (user token, else account-owned token), then the account is
+    reachable with it (``GET /accounts/{id}``)."""
+    base, token = base.rstrip("/"), environ.get("CLOUDFLARE_API_TOKEN", "")
+    answer = _get("Cloudflare", f"{base}/user/tokens/verify", token, timeout)
+    if not _succeeded(answer) and answer.status < 500:
+        # an account-owned token is verified under its account
+        answer = _get("Cloudflare", f"{base}/accounts/{account_id}/tokens/verify", token, timeout)
+    if answer.status >= 500:
+        raise _unavailable("Cloudflare", answer)
+    if not _succeeded(answer):
+        raise BadInput(
+            f"preflight: Cloudflare refused CLOUDFLARE_API_TOKEN "
+            f"(HTTP {answer.status}: {answer.message()}): check the token"
+        )
+    result = answer.body.get("result")
+    status = result.get("status") if isinstance(result, dict) else None
+    if status != "active":
+        raise BadInput(
+            f"preflight: CLOUDFLARE_API_TOKEN is {status or 'of unknown status'}, not active: "
+            "use an active token"
+        )
+    account = _get("Cloudflare", f"{base}/accounts/{account_id}", token, timeout)
+    if account.status >= 500:
+        raise _unavailable("Cloudflare", account)
+    if not _succeeded(account):
+        raise BadInput(
+            f"preflight: CLOUDFLARE_API_TOKEN cannot access Cloudflare account {account_id} "
+            f"(HTTP {account.status}: {account.message()}): check CLOUDFLARE_ACCOUNT_ID and "
+            "the token's account permissions"
+        )
+
+
+def _succeeded(answer: Answer) -> bool:
+    return answer.status == 200 and answer.body.get("success") is True
+
+
+def check_live(
+    settings: Settings, environ: Mapping[str, str] | None = None, *, timeout: float = TIMEOUT
+) -> None:
+    """Both APIs accept the credentials (run after ``check_static``)."""
+    env = os.environ if environ is None else environ
+    check_neon(
+        env,
+        settings.neon_org_id.strip(),
+        base=env.get("FORKSTAGE_NEON_API_URL") or NEON_API_URL,
+        timeout=timeout,
+    )
+    check_cloudflare(
+        env,
+        settings.cloudflare_account_id.strip(),
+        base=env.get("FORKSTAGE_CLOUDFLARE_API_URL") or CLOUDFLARE_API_URL,
+        timeout=timeout,
+    )
+
+
+def preflight(
+    settings: Settings, *, live: bool = True, environ: Mapping[str, str] | None = None
+) -> None:
+    """The whole preflight; a no-op on the local target (the local cloud needs no keys)."""
+    if settings.target != "cloud":
+        return
+    check_static(settings, environ)
+    if live:
+        check_live(settings, environ)

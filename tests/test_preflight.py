@@ -1,0 +1,401 @@
+"""Issue 12, items 1 and 2: every run says its target; the cloud target is preflighted.
+
+Static checks refuse a cloud run without credentials (or with the placeholder account id, or the
+embedded state server) before synth, init or any state; live checks call Neon and Cloudflare,
+here local fakes on 127.0.0.1 answering as the real APIs do (the shapes quoted in the issue).
+A cloud run that passes the preflight uses a real state server (`python -m backend serve`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import boto3
+import pytest
+
+from backend.credentials import ensure_admin
+from forkstage.errors import BadInput, Failed
+from forkstage.preflight import check_cloudflare, check_neon
+from localcloud.net import free_port
+from tests import procs
+from tests.wrapper_env import REPO
+
+BIN = Path(sys.executable).parent
+ACCOUNT = "0123456789abcdef0123456789abcdef"
+OTHER_ACCOUNT = "fedcba9876543210fedcba9876543210"
+NEON_KEY = "neon-key-good"
+ORG_KEY = "neon-key-of-an-org"  # a key type that needs org_id
+ORG = "org-cool-sky-12345678"
+# Cloudflare tokens the fake knows: user-owned active, account-owned active, user-owned disabled
+USER_TOKEN, ACCOUNT_TOKEN, DISABLED_TOKEN = "cf-user", "cf-account", "cf-disabled"
+BAD_TOKEN = {"code": 1000, "message": "Invalid API Token"}
+
+
+class FakeApis(BaseHTTPRequestHandler):
+    """Neon's ``/api/v2/projects`` and Cloudflare's token/account endpoints, as the issue quotes."""
+
+    seen: list[tuple[str, dict[str, list[str]]]] = []
+
+    def log_message(self, *args: Any) -> None:  # keep test output clean
+        pass
+
+    def _send(self, status: int, body: dict[str, Any]) -> None:
+        raw = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def _cloudflare(self, ok: bool, result: Any, status: int = 200) -> None:
+        errors = [] if ok else [BAD_TOKEN]
+        self._send(status, {"success": ok, "errors": errors, "messages": [], "result": result})
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        FakeApis.seen.append((url.path, parse_qs(url.query)))
+        token = self.headers.get("Authorization", "").removeprefix("Bearer ")
+        if url.path == "/neon/api/v2/projects":
+            if token == ORG_KEY and "org_id" not in url.query:
+                self._send(400, {"code": "", "message": "org_id is required"})
+            elif token not in (NEON_KEY, ORG_KEY):
+                self._send(401, {"code": "", "message": "authentication failed"})
+            else:
+                self._send(200, {"projects": [], "pagination": {"cursor": ""}})
+        elif url.path == "/cf/client/v4/user/tokens/verify":
+            status = {USER_TOKEN: "active", DISABLED_TOKEN: "disabled"}.get(token)
+            if status is None:
+                self._cloudflare(False, None, 401)
+            else:
+                self._cloudflare(True, {"id": "t1", "status": status})
+        elif url.path == f"/cf/client/v4/accounts/{ACCOUNT}/tokens/verify":
+            if token == ACCOUNT_TOKEN:
+                self._cloudflare(True, {"id": "t2", "status": "active"})
+            else:
+                self._cloudflare(False, None, 401)
+        elif url.path == f"/cf/client/v4/accounts/{ACCOUNT}":
+            self._cloudflare(True, {"id": ACCOUNT, "name": "Team"})
+        elif url.path.startswith("/cf/client/v4/accounts/"):
+            self._send(
+                403,
+                {
+                    "success": False,
+                    "errors": [
+                        {"code": 9109, "message": "Unauthorized to access requested resource"}
+                    ],
+                    "messages": [],
+                    "result": None,
+                },
+            )
+        else:
+            self._send(404, {"message": "not found"})
+
+
+@pytest.fixture(scope="module")
+def apis() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeApis)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def state_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A real state server that is not the embedded one: the cloud target's S3 backend."""
+    data = tmp_path_factory.mktemp("preflight-state") / "state"
+    port = free_port()
+    proc = procs.start(
+        [sys.executable, "-m", "backend", "serve", "--port", str(port), "--data", str(data)],
+        cwd=REPO,
+    )
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, "state server did not start"
+            time.sleep(0.1)
+    admin = ensure_admin(data)
+    try:
+        yield {
+            "FORKSTAGE_BACKEND_KIND": "s3",
+            "FORKSTAGE_BACKEND_ENDPOINT": f"http://127.0.0.1:{port}",
+            "FORKSTAGE_STATE_ACCESS_KEY_ID": admin.access_key_id,
+            "FORKSTAGE_STATE_SECRET_ACCESS_KEY": admin.secret_access_key,
+        }
+    finally:
+        proc.terminate()
+        procs.wait(proc, timeout=10)
+
+
+def bucket_keys(backend: dict[str, str]) -> list[str]:
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=backend["FORKSTAGE_BACKEND_ENDPOINT"],
+        aws_access_key_id=backend["FORKSTAGE_STATE_ACCESS_KEY_ID"],
+        aws_secret_access_key=backend["FORKSTAGE_STATE_SECRET_ACCESS_KEY"],
+        region_name="us-east-1",
+    )
+    return [o["Key"] for o in s3.list_objects_v2(Bucket="forkstage-state").get("Contents", [])]
+
+
+def forkstage(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The CLI in this repository on the cloud target, with only the credentials in ``env``."""
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("FORKSTAGE_", "AWS_", "TF_", "NEON_", "CLOUDFLARE_"))
+    }
+    clean.update(FORKSTAGE_HOME=str(home), FORKSTAGE_TARGET="cloud", PATH=os.environ["PATH"])
+    clean.update(env)
+    return procs.run([str(BIN / "forkstage"), *args], cwd=REPO, env=clean, timeout=60)
+
+
+def good_env(apis: str, state: dict[str, str], **extra: str) -> dict[str, str]:
+    return {
+        **state,
+        "NEON_API_KEY": NEON_KEY,
+        "CLOUDFLARE_API_TOKEN": USER_TOKEN,
+        "CLOUDFLARE_ACCOUNT_ID": ACCOUNT,
+        "CLOUDFLARE_WORKERS_SUBDOMAIN": "acme",
+        "FORKSTAGE_NEON_API_URL": f"{apis}/neon/api/v2",
+        "FORKSTAGE_CLOUDFLARE_API_URL": f"{apis}/cf/client/v4",
+        **extra,
+    }
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("deploy", "--stage", "staging"),
+        ("plan", "--stage", "staging"),
+        ("destroy", "--stage", "staging"),
+        ("deploy", "--stage", "pr-147", "--no-preflight"),
+        ("env", "--stage", "staging"),
+    ],
+)
+def test_no_credentials_exits_2_at_once_naming_them(tmp_path: Path, args: tuple[str, ...]) -> None:
+    home = tmp_path / "home"
+    started = time.monotonic()
+    done = forkstage(home, *args)
+    assert done.returncode == 2, procs.failure(done)
+    assert time.monotonic() - started < 10
+    *said, error = done.stderr.splitlines()
+    assert error.startswith("Error: the cloud target needs: set NEON_API_KEY")
+    for name in (
+        "NEON_API_KEY",
+        "CLOUDFLARE_API_TOKEN",
+        "CLOUDFLARE_ACCOUNT_ID",
+        "CLOUDFLARE_WORKERS_SUBDOMAIN",
+    ):
+        assert name in error
+    assert "FORKSTAGE_BACKEND_KIND=s3" in error  # the embedded server is refused on the cloud
+    if args[0] != "env":  # env is quiet: its stdout is for eval
+        assert said == [
+            "target: cloud: Neon org personal account, "
+            "Cloudflare account 00000000000000000000000000000000"
+        ]
+    # no state server started, no synth, no init: the home was never created
+    assert not home.exists()
+    assert done.stdout == ""
+
+
+def test_placeholder_account_exits_2_and_writes_nothing(
+    tmp_path: Path, apis: str, state_server: dict[str, str]
+) -> None:
+    home = tmp_path / "home"
+    env = good_env(apis, state_server)
+    del env["CLOUDFLARE_ACCOUNT_ID"]  # forkstage.toml's placeholder stays
+    asked = len(FakeApis.seen)
+    done = forkstage(home, "deploy", "--stage", "staging", "--json", **env)
+    assert done.returncode == 2, procs.failure(done)
+    doc = json.loads(done.stdout)
+    assert doc == {
+        "error": "the cloud target needs: set CLOUDFLARE_ACCOUNT_ID "
+        "(your account id, not the placeholder 000...0)",
+        "exit_code": 2,
+    }
+    assert len(FakeApis.seen) == asked  # static checks first: no API was called
+    assert not home.exists()
+    assert bucket_keys(state_server) == []
+    missing_state_key = {k: v for k, v in env.items() if not k.startswith("FORKSTAGE_STATE_")}
+    missing_state_key["CLOUDFLARE_ACCOUNT_ID"] = ACCOUNT
+    done = forkstage(home, "plan", "--stage", "staging", **missing_state_key)
+    assert done.returncode == 2
+    assert "FORKSTAGE_STATE_ACCESS_KEY_ID and FORKSTAGE_STATE_SECRET_ACCESS_KEY" in done.stderr
+    assert "NEON_API_KEY" not in done.stderr and not home.exists()
+
+
+# (credentials changed from the good ones, exit code, words in the error)
+LIVE_CASES = {
+    "good": ({}, 0, ""),
+    "account-owned token": ({"CLOUDFLARE_API_TOKEN": ACCOUNT_TOKEN}, 0, ""),
+    "bad neon key": ({"NEON_API_KEY": "neon-nope"}, 2, "Neon refused the API key (HTTP 401"),
+    "bad token": (
+        {"CLOUDFLARE_API_TOKEN": "cf-nope"},
+        2,
+        "Cloudflare refused CLOUDFLARE_API_TOKEN (HTTP 401: Invalid API Token)",
+    ),
+    "inactive token": (
+        {"CLOUDFLARE_API_TOKEN": DISABLED_TOKEN},
+        2,
+        "CLOUDFLARE_API_TOKEN is disabled, not active",
+    ),
+    "wrong account": (
+        {"CLOUDFLARE_ACCOUNT_ID": OTHER_ACCOUNT},
+        2,
+        f"cannot access Cloudflare account {OTHER_ACCOUNT} (HTTP 403: Unauthorized to access",
+    ),
+    "neon unreachable": (
+        {"FORKSTAGE_NEON_API_URL": f"http://127.0.0.1:{free_port()}/api/v2"},
+        1,
+        "cannot reach the Neon API at http://127.0.0.1:",
+    ),
+    "cloudflare unreachable": (
+        {"FORKSTAGE_CLOUDFLARE_API_URL": f"http://127.0.0.1:{free_port()}/client/v4"},
+        1,
+        "cannot reach the Cloudflare API at http://127.0.0.1:",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(LIVE_CASES))
+def test_live_preflight_against_fake_apis(
+    tmp_path: Path, apis: str, state_server: dict[str, str], case: str
+) -> None:
+    """A destroy of a stage without state: past the preflight it reads the real state server
+    and is green ("nothing to destroy"); refused before it, it writes nothing."""
+    changed, code, words = LIVE_CASES[case]
+    home = tmp_path / "home"
+    env = good_env(apis, state_server, NEON_ORG_ID=ORG, **changed)
+    FakeApis.seen.clear()
+    done = forkstage(home, "destroy", "--stage", "staging", "--json", **env)
+    assert done.returncode == code, procs.failure(done)
+    doc = json.loads(done.stdout)
+    if code == 0:
+        assert doc["nothing_to_destroy"] is True
+        account = env["CLOUDFLARE_ACCOUNT_ID"]
+        assert doc["target"] == f"cloud: Neon org {ORG}, Cloudflare account {account}"
+        neon = [query for path, query in FakeApis.seen if path.endswith("/projects")]
+        assert neon == [{"limit": ["1"], "org_id": [ORG]}]
+        assert f"/cf/client/v4/accounts/{ACCOUNT}" in [path for path, _ in FakeApis.seen]
+    else:
+        assert words in doc["error"] and doc["exit_code"] == code
+        assert doc["error"].startswith("preflight: ")
+        for secret in (NEON_KEY, USER_TOKEN, "neon-nope", "cf-nope"):
+            assert secret not in done.stdout + done.stderr
+        assert not home.exists()
+    assert bucket_keys(state_server) == []
+
+
+def test_no_preflight_skips_the_api_calls(
+    tmp_path: Path, apis: str, state_server: dict[str, str]
+) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    env = good_env(
+        apis, state_server, FORKSTAGE_NEON_API_URL=closed, FORKSTAGE_CLOUDFLARE_API_URL=closed
+    )
+    home = tmp_path / "home"
+    unreachable = forkstage(home, "destroy", "--stage", "pr-3", **env)
+    assert unreachable.returncode == 1, procs.failure(unreachable)
+    assert "cannot reach the Neon API" in unreachable.stderr
+    done = forkstage(home, "destroy", "--stage", "pr-3", "--no-preflight", **env)
+    assert done.returncode == 0, procs.failure(done)
+    assert done.stdout == "nothing to destroy: stage pr-3 has no state\n"
+    assert done.stderr.splitlines()[0] == (
+        f"target: cloud: Neon org personal account, Cloudflare account {ACCOUNT}"
+    )
+
+
+def test_each_api_call_is_bounded() -> None:
+    """An API that accepts the connection and never answers fails (exit 1) at the bound."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        base = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        with pytest.raises(Failed, match=r"cannot reach the Neon API .* within 1s"):
+            check_neon({"NEON_API_KEY": NEON_KEY}, "", base=base, timeout=1)
+        with pytest.raises(Failed, match="cannot reach the Cloudflare API"):
+            check_cloudflare({"CLOUDFLARE_API_TOKEN": USER_TOKEN}, ACCOUNT, base=base, timeout=1)
+        assert time.monotonic() - started < 5
+
+
+def test_summary_says_the_target_without_secrets(
+    tmp_path: Path, state_server: dict[str, str]
+) -> None:
+    """summary (and so the PR comment) names the target; it needs no Neon/Cloudflare secret."""
+    state = {
+        "version": 4,
+        "serial": 3,
+        "lineage": "l-1",
+        "outputs": {"stage": {"value": "pr-9", "type": "string"}},
+        "resources": [],
+    }
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=state_server["FORKSTAGE_BACKEND_ENDPOINT"],
+        aws_access_key_id=state_server["FORKSTAGE_STATE_ACCESS_KEY_ID"],
+        aws_secret_access_key=state_server["FORKSTAGE_STATE_SECRET_ACCESS_KEY"],
+        region_name="us-east-1",
+    )
+    key = "env:/pr-9/forkstage/terraform.tfstate"
+    s3.put_object(Bucket="forkstage-state", Key=key, Body=json.dumps(state).encode())
+    try:
+        home = tmp_path / "home"
+        env = {**state_server, "CLOUDFLARE_ACCOUNT_ID": ACCOUNT, "NEON_ORG_ID": ORG}
+        target = f"cloud: Neon org {ORG}, Cloudflare account {ACCOUNT}"
+        as_json = forkstage(home, "summary", "--stage", "pr-9", "--format", "json", **env)
+        assert as_json.returncode == 0, procs.failure(as_json)
+        assert json.loads(as_json.stdout)["target"] == target
+        markdown = forkstage(home, "summary", "--stage", "pr-9", **env).stdout
+        assert f"| Target | {target} |" in markdown.splitlines()
+        text = forkstage(home, "summary", "--stage", "pr-9", "--format", "text", **env).stdout
+        assert text.splitlines()[:2] == ["stage pr-9", f"  target: {target}"]
+        local = forkstage(
+            home, "summary", "--stage", "pr-9", "--format", "json", FORKSTAGE_TARGET="local", **env
+        )
+        assert json.loads(local.stdout)["target"] == "local cloud"
+    finally:
+        s3.delete_object(Bucket="forkstage-state", Key=key)
+
+
+def test_neon_org_hint_when_the_key_needs_an_org(apis: str) -> None:
+    """Some key types need the org id: the error then says to set NEON_ORG_ID."""
+    base = f"{apis}/neon/api/v2"
+    with pytest.raises(BadInput, match=r"HTTP 401: authentication failed\): check NEON_API_KEY$"):
+        check_neon({"NEON_API_KEY": "neon-nope"}, "", base=base)
+    with pytest.raises(BadInput, match=r"org_id is required.*set NEON_ORG_ID"):
+        check_neon({"NEON_API_KEY": ORG_KEY}, "", base=base)
+    check_neon({"NEON_API_KEY": ORG_KEY}, ORG, base=base)
+
+
+def test_local_target_says_so_and_needs_no_credentials(
+    tmp_path: Path, state_server: dict[str, str]
+) -> None:
+    home = tmp_path / "home"
+    done = forkstage(home, "destroy", "--stage", "pr-4", FORKSTAGE_TARGET="local", **state_server)
+    assert done.returncode == 0, procs.failure(done)
+    assert done.stderr.splitlines()[0] == "target: local cloud"
+    doc = json.loads(
+        forkstage(
+            home, "destroy", "--stage", "pr-4", "--json", FORKSTAGE_TARGET="local", **state_server
+        ).stdout
+    )
+    assert (doc["target"], doc["nothing_to_destroy"]) == ("local cloud", True)
