@@ -8,8 +8,10 @@ here, once, whichever applies.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -160,9 +162,10 @@ class Pipeline:
         preflight.preflight(self.run.settings, live=self.live_preflight)
         self._begun = True
 
-    def prepare(self) -> None:
-        """Backend up, owner guard, synth, init and workspace: ready for any Terraform or
-        cdktf-cli run on the stage (what ``forkstage env`` leaves behind for a person)."""
+    @contextlib.contextmanager
+    def _prepared(self) -> Iterator[None]:
+        """Target and preflight, backend up, owner guard, synth, then init and workspace; the
+        body runs inside the same Terraform session (the local target's own lock file)."""
         run = self.run
         self.begin()
         run.start_backend()
@@ -170,15 +173,17 @@ class Pipeline:
         run.synth()
         with run.session():
             run.init()
+            yield
+
+    def prepare(self) -> None:
+        """Ready for any Terraform or cdktf-cli run on the stage (what ``forkstage env`` leaves
+        behind for a person)."""
+        with self._prepared():
+            pass
 
     def deploy(self) -> RunResult:
         run, started = self.run, time.perf_counter()
-        self.begin()
-        run.start_backend()
-        guards.check_owner_deployed(run.stage, run.reader)
-        run.synth()
-        with run.session():
-            run.init()
+        with self._prepared():
             applied = self.applier.apply(run)
         outputs = self._deployed_outputs()  # before the result: the Worker's start is timed
         result = self._result("deploy", started, applied)
@@ -189,16 +194,10 @@ class Pipeline:
     def plan(self) -> RunResult:
         """Always the engine's ``plan -json``: cdktf-cli's diff is no machine-readable plan."""
         run, started = self.run, time.perf_counter()
-        self.begin()
-        run.start_backend()
-        guards.check_owner_deployed(run.stage, run.reader)
-        run.synth()
-        with run.session():
-            run.init()
-            with run.reporter.phase("plan", "terraform plan"):
-                proc = run.terraform(
-                    "plan", "-input=false", "-json", f"-lock-timeout={run.lock_timeout}"
-                )
+        with self._prepared(), run.reporter.phase("plan", "terraform plan"):
+            proc = run.terraform(
+                "plan", "-input=false", "-json", f"-lock-timeout={run.lock_timeout}"
+            )
         run.check(proc, "plan")
         return self._result(
             "plan", started, Applied(change_summary(proc.stdout), planned_changes(proc.stdout))
