@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "deploy": ("forkstage.commands.stage_ops", "deploy"),
     "plan": ("forkstage.commands.stage_ops", "plan"),
     "destroy": ("forkstage.commands.stage_ops", "destroy"),
+    "reset": ("forkstage.commands.stage_ops", "reset"),
     "prune": ("forkstage.commands.stage_ops", "prune"),
     "stages": ("forkstage.commands.info", "stages"),
     "outputs": ("forkstage.commands.info", "outputs"),
@@ -35,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "backend": ("forkstage.commands.backend", "backend"),
     "migrate": ("forkstage.commands.migrate", "migrate"),
     "migrations": ("forkstage.commands.migrate", "migrations"),
+    "schema-diff": ("forkstage.commands.schema", "schema_diff"),
 }
 
 

@@ -9,6 +9,7 @@ here, once, whichever applies.
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from forkstage import guards, preflight
-from forkstage.errors import Failed
+from forkstage.errors import Failed, Refused
 from forkstage.local_workers import wait_for_worker
 from forkstage.report import Reporter
 from forkstage.runner import StageRun
@@ -25,6 +26,9 @@ from forkstage.tfevents import apply_seconds, change_summary, planned_changes
 
 PLAN_FILE = "destroy.tfplan"
 MIGRATIONS = "terraform_data.migrations"
+# What ``reset`` replaces: the branch (forked again from the owner's as it is now), its endpoint
+# and the migrations step. The role-password data source is re-read because its inputs change.
+RESET_TYPES = ("neon_branch", "neon_endpoint")
 
 
 @dataclass
@@ -203,6 +207,50 @@ class Pipeline:
             "plan", started, Applied(change_summary(proc.stdout), planned_changes(proc.stdout))
         )
 
+    def reset(self) -> RunResult:
+        """Fork a referencing stage's branch again from its owner's branch as it is now: one
+        engine apply with ``-replace`` on the branch, its endpoint and the migrations step, so
+        state stays the truth; the Hyperdrive's origin updates in place. Refused (nothing run)
+        for an owner stage and for a stage without state; the owner's serial must not move."""
+        run, started = self.run, time.perf_counter()
+        if not run.stage.owner:
+            raise Refused(
+                f"stage {run.stage.name} owns its branch: only a preview stage (pr-N) is reset"
+            )
+        self.begin()
+        run.start_backend()
+        if not guards.has_state(run.stage, run.reader):
+            raise Refused(
+                f"stage {run.stage.name} is not deployed: deploy it first "
+                f"(forkstage deploy --stage {run.stage.name})"
+            )
+        before = run.owner_serial()
+        with self._prepared():
+            replace = [f"-replace={address}" for address in self._reset_addresses()]
+            with run.reporter.phase("apply", "terraform apply (reset)"):
+                proc = run.terraform(
+                    "apply",
+                    "-auto-approve",
+                    "-input=false",
+                    "-json",
+                    f"-lock-timeout={run.lock_timeout}",
+                    *replace,
+                )
+            run.check(proc, "reset")
+        applied = Applied(change_summary(proc.stdout), planned_changes(proc.stdout))
+        outputs = self._deployed_outputs()
+        result = self._result("reset", started, applied)
+        result.outputs = outputs
+        after = run.owner_serial()
+        result.owner_serial = {"before": before, "after": after}
+        if before != after:
+            raise Failed(
+                f"the state of {run.stage.owner} changed during the reset of "
+                f"{run.stage.name} (serial {before} -> {after})"
+            )
+        record_run(run.home, self._stamped(result))
+        return result
+
     def destroy(
         self, *, force: bool = False, cascade: bool = False, strict: bool = False
     ) -> RunResult:
@@ -272,6 +320,23 @@ class Pipeline:
         result.state_serial = state.serial if state is not None else None
         result.state_lineage = state.lineage if state is not None else ""
         return result
+
+    def _reset_addresses(self) -> list[str]:
+        """The stage's own branch, endpoint and migrations step, read from its synthesized JSON
+        by type (the owner's branch is a data source there, never a resource)."""
+        synthesized = json.loads((self.run.stack_dir / "cdk.tf.json").read_text())
+        resources: dict[str, dict[str, Any]] = synthesized.get("resource", {})
+        addresses = [
+            f"{kind}.{name}" for kind in RESET_TYPES for name in sorted(resources.get(kind, {}))
+        ]
+        addresses += [
+            f"terraform_data.{name}"
+            for name in sorted(resources.get("terraform_data", {}))
+            if f"terraform_data.{name}".startswith(MIGRATIONS)
+        ]
+        if not any(a.startswith("neon_branch.") for a in addresses):
+            raise Failed(f"stage {self.run.stage.name} has no branch of its own to reset")
+        return addresses
 
     def _destroy_plan(self) -> DestroyPlan:
         """Plan the destroy into a file and check its changes before anything is deleted.

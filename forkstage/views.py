@@ -188,8 +188,10 @@ def stage_summary(project: Project, stage: str) -> dict[str, Any]:
     state = _deployed_state(project, stage)
     run = last_run(project.home, stage)
     current = describes(run, state.serial, state.lineage)
+    owner = project.parse_stage(stage).owner
     return {
         "stage": stage,
+        "schema": schema_section(project, stage) if owner else None,
         "target": target_line(project.settings),
         "outputs": stage_outputs(project, stage, state),
         "last_run": run if current else {},
@@ -201,6 +203,20 @@ def stage_summary(project: Project, stage: str) -> dict[str, Any]:
             "last_modified": state.last_modified.isoformat() if state.last_modified else None,
         },
     }
+
+
+def schema_section(project: Project, stage: str) -> dict[str, Any]:
+    """The stage's schema against its owner's and the migrations it applied beyond it; when a
+    database cannot be reached, ``error`` says why (a summary must not fail for it)."""
+    from forkstage.errors import ForkstageError
+    from forkstage.schemadiff import StagePair
+
+    pair = StagePair.resolve(project, stage, None)
+    try:
+        result, beyond = pair.compare()
+    except (ForkstageError, OSError) as exc:
+        return {"against": pair.against, "error": str(exc)}
+    return {"against": pair.against, "migrations": beyond, "diff": result.as_json()}
 
 
 def change_line(summary: dict[str, Any]) -> tuple[str, str]:

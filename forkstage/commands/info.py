@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+from typing import Any
 
 import click
 
@@ -14,6 +15,7 @@ from forkstage.errors import BadInput
 from forkstage.pipeline import Pipeline
 from forkstage.report import Reporter
 from forkstage.runner import StageRun
+from forkstage.schemadiff import SchemaDiff
 from forkstage.views import (
     change_line,
     github_output_text,
@@ -188,6 +190,35 @@ def summary(stage: str, fmt: str) -> None:
             click.echo(f"- {item['action']} `{item['address']}`")
         click.echo("")
         click.echo("</details>")
+    if data.get("schema"):
+        click.echo("")
+        click.echo(schema_markdown(data["schema"]))
+
+
+# A schema diff longer than this many lines is collapsed in the summary.
+SCHEMA_LINES_SHOWN = 15
+
+
+def schema_markdown(section: dict[str, Any]) -> str:
+    """The summary's "Schema changes against <owner>" section (``views.schema_section``)."""
+    lines = [f"#### Schema changes against `{section['against']}`", ""]
+    if "error" in section:
+        return "\n".join([*lines, f"Schema not compared: {section['error']}"])
+    result = SchemaDiff(section["diff"]["stage"], section["against"])
+    for key in ("added", "removed", "changed"):
+        getattr(result, key).extend(section["diff"][key])
+    migrations = section["migrations"]
+    if migrations:
+        names = ", ".join(f"`{name}`" for name in migrations)
+        lines.append(f"Migrations applied beyond `{section['against']}`: {names}")
+        lines.append("")
+    if result.empty:
+        return "\n".join([*lines, "No schema changes."])
+    body = result.markdown()
+    if len(result.lines()) > SCHEMA_LINES_SHOWN:
+        count = len(result.lines())
+        body = f"<details><summary>{count} differences</summary>\n\n{body}\n\n</details>"
+    return "\n".join([*lines, body])
 
 
 @click.command(name="env")

@@ -1,4 +1,4 @@
-"""``forkstage deploy | plan | destroy | prune``: what CI pipelines call."""
+"""``forkstage deploy | plan | destroy | reset | prune``: what CI pipelines call."""
 
 from __future__ import annotations
 
@@ -84,7 +84,8 @@ def _report(result: RunResult, as_json: bool) -> None:
     if result.nothing_to_destroy:
         click.echo(f"nothing to destroy: stage {result.stage} has no state")
         return
-    verb = {"deploy": "deployed", "destroy": "destroyed", "plan": "planned"}[result.operation]
+    verbs = {"deploy": "deployed", "destroy": "destroyed", "plan": "planned", "reset": "reset"}
+    verb = verbs[result.operation]
     if result.operation == "plan":
         counts = f"{result.added} to add, {result.changed} to change, {result.destroyed} to destroy"
     else:
@@ -168,6 +169,28 @@ def destroy(
     """
     pipeline = _pipeline(stage, via, lock_timeout, as_json, no_preflight)
     _report(pipeline.destroy(force=force, cascade=cascade, strict=strict), as_json)
+
+
+@click.command()
+@stage_option
+@click.option(
+    "--lock-timeout",
+    type=TerraformDuration(),
+    default="0s",
+    show_default=True,
+    metavar="DURATION",
+    help="Wait this long for another run's state lock (Terraform duration: 30s, 5m, 1h).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@no_preflight_option
+def reset(stage: str, lock_timeout: str, as_json: bool, no_preflight: bool) -> None:
+    """Fork a preview's branch again from its owner's branch as it is now (Neon's "reset from
+    parent"): the preview's own rows are gone, its migrations run again, the Worker keeps its
+    URL. Through Terraform, so state stays the truth. Owner stages are refused (exit 3).
+
+    Example: forkstage reset --stage pr-147
+    """
+    _report(_pipeline(stage, "engine", lock_timeout, as_json, no_preflight).reset(), as_json)
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}

@@ -1,0 +1,125 @@
+"""`forkstage schema-diff` and the summary's schema section on the local cloud: staging from the
+repo, pr-147 from a copy with one more migration (a new column and a new index)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import procs
+from tests.local_env import BIN, TIMEOUT, LocalCloud
+from tests.test_reset import _notes, _write
+from tests.wrapper_env import REPO
+
+pytestmark = pytest.mark.slow
+
+EXTRA = "0003_add_notes_title.sql"
+EXTRA_SQL = (
+    "ALTER TABLE notes ADD COLUMN title text NOT NULL DEFAULT 'untitled';\n"
+    "CREATE INDEX notes_title_idx ON notes (title);\n"
+)
+
+
+def _copy_with_extra_migration(dest: Path) -> Path:
+    """The repository's tracked files (node_modules and .venv linked) plus one migration."""
+    listed = procs.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        timeout=60,
+        check=True,
+    ).stdout
+    for name in filter(None, listed.split("\0")):
+        source = REPO / name
+        if source.is_file() and not source.is_symlink():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    for linked in ("node_modules", ".venv"):
+        (dest / linked).symlink_to(REPO / linked)
+    (dest / "migrations" / EXTRA).write_text(EXTRA_SQL)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def local() -> Iterator[LocalCloud]:
+    box = LocalCloud("forkstage-schema-")
+    try:
+        yield box
+    finally:
+        for stage in ("pr-147", "staging"):
+            box.run("destroy", "--stage", stage)
+        box.run("local", "down")
+
+
+def test_schema_diff_summary_section_and_reset(
+    local: LocalCloud, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copy = _copy_with_extra_migration(tmp_path_factory.mktemp("pr-checkout"))
+
+    def forkstage(*args: str, code: int = 0) -> str:
+        done = procs.run(
+            [str(BIN / "forkstage"), *args], cwd=copy, env=local.env(), timeout=TIMEOUT
+        )
+        assert done.returncode == code, (args, done.stdout, done.stderr)
+        return done.stdout
+
+    local.ok("deploy", "--stage", "staging")
+    forkstage("deploy", "--stage", "pr-147")
+
+    found = json.loads(forkstage("schema-diff", "--stage", "pr-147", "--format", "json"))
+    assert found["against"] == "staging" and found["differs"]
+    assert found["removed"] == [] and found["changed"] == []
+    assert [(d["kind"], d["name"]) for d in found["added"]] == [
+        ("column", "public.notes.title"),
+        ("index", "public.notes_title_idx"),
+    ]
+    assert found["added"][0]["definition"] == "text NOT NULL DEFAULT 'untitled'::text"
+    assert (
+        "CREATE INDEX notes_title_idx ON public.notes USING btree (title)"
+        in (found["added"][1]["definition"])
+    )
+    text = forkstage("schema-diff", "--stage", "pr-147")  # exit 0 with differences
+    assert "+ column public.notes.title: text NOT NULL" in text
+    forkstage("schema-diff", "--stage", "pr-147", "--exit-code", code=1)
+
+    same = json.loads(
+        forkstage("schema-diff", "--stage", "pr-147", "--against", "pr-147", "--format", "json")
+    )
+    assert not same["differs"] and same["added"] == []
+    forkstage("schema-diff", "--stage", "pr-147", "--against", "pr-147", "--exit-code")
+
+    summary = forkstage("summary", "--stage", "pr-147", "--format", "markdown")
+    section = summary.split("#### Schema changes against `staging`", 1)[1]
+    assert f"`{EXTRA}`" in section
+    assert "+ column public.notes.title" in section
+    assert "```diff" in section
+
+    # an owner stage names what to compare with: bad input, nothing read
+    out = local.run("schema-diff", "--stage", "staging")
+    assert out.returncode == 2 and "--against" in out.stderr
+
+    # issue 14, reset: pr-147 forked again from staging as it is now, its extra migration applied
+    # again on the new fork; staging's state untouched; the Worker answers.
+    _write(local, "staging", "staging after the fork", monkeypatch)
+    _write(local, "pr-147", "pr-147 before the reset", monkeypatch)
+    serial = {r["stage"]: r["serial"] for r in json.loads(local.ok("stages", "--json"))}["staging"]
+    reset = json.loads(forkstage("reset", "--stage", "pr-147", "--json"))
+    assert reset["owner_serial"] == {"before": serial, "after": serial}
+    notes = _notes(local, "pr-147", monkeypatch)
+    assert "staging after the fork" in notes and "pr-147 before the reset" not in notes
+    again = json.loads(forkstage("schema-diff", "--stage", "pr-147", "--format", "json"))
+    assert [(d["kind"], d["name"]) for d in again["added"]] == [
+        ("column", "public.notes.title"),
+        ("index", "public.notes_title_idx"),
+    ]
+    rows = {r["stage"]: r["serial"] for r in json.loads(local.ok("stages", "--json"))}
+    assert rows["staging"] == serial
+    url = json.loads(forkstage("outputs", "--stage", "pr-147", "--json"))["local_url"]
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
+        url + "/health", timeout=30
+    ) as answer:
+        assert json.loads(answer.read()) == {"ok": True, "database": "app"}
