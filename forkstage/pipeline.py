@@ -58,7 +58,8 @@ class Applier(Protocol):
 class EngineApplier:
     """forkstage's pinned engine: ``apply -json``, and a destroy that applies the checked plan."""
 
-    def apply(self, run: StageRun) -> Applied:
+    def apply(self, run: StageRun, *extra: str) -> Applied:
+        """``extra``: more ``apply`` arguments, e.g. ``reset``'s ``-replace=...``."""
         with run.reporter.phase("apply", "terraform apply"):
             proc = run.terraform(
                 "apply",
@@ -66,6 +67,7 @@ class EngineApplier:
                 "-input=false",
                 "-json",
                 f"-lock-timeout={run.lock_timeout}",
+                *extra,
             )
         run.check(proc, "apply")
         migrations = apply_seconds(proc.stdout, MIGRATIONS)
@@ -227,17 +229,7 @@ class Pipeline:
         before = run.owner_serial()
         with self._prepared():
             replace = [f"-replace={address}" for address in self._reset_addresses()]
-            with run.reporter.phase("apply", "terraform apply (reset)"):
-                proc = run.terraform(
-                    "apply",
-                    "-auto-approve",
-                    "-input=false",
-                    "-json",
-                    f"-lock-timeout={run.lock_timeout}",
-                    *replace,
-                )
-            run.check(proc, "reset")
-        applied = Applied(change_summary(proc.stdout), planned_changes(proc.stdout))
+            applied = EngineApplier().apply(run, *replace)  # always the engine: -replace
         outputs = self._deployed_outputs()
         result = self._result("reset", started, applied)
         result.outputs = outputs

@@ -4,7 +4,6 @@ repo, pr-147 from a copy with one more migration (a new column and a new index).
 from __future__ import annotations
 
 import json
-import shutil
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +12,8 @@ import pytest
 
 from tests import procs
 from tests.local_env import BIN, TIMEOUT, LocalCloud
+from tests.test_cdktf_path import fresh_copy
 from tests.test_reset import _notes, _write
-from tests.wrapper_env import REPO
 
 pytestmark = pytest.mark.slow
 
@@ -26,20 +25,8 @@ EXTRA_SQL = (
 
 
 def _copy_with_extra_migration(dest: Path) -> Path:
-    """The repository's tracked files (node_modules and .venv linked) plus one migration."""
-    listed = procs.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO,
-        timeout=60,
-        check=True,
-    ).stdout
-    for name in filter(None, listed.split("\0")):
-        source = REPO / name
-        if source.is_file() and not source.is_symlink():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dest / name)
-    for linked in ("node_modules", ".venv"):
-        (dest / linked).symlink_to(REPO / linked)
+    """The repository as a fresh checkout has it, plus one migration."""
+    fresh_copy(dest)
     (dest / "migrations" / EXTRA).write_text(EXTRA_SQL)
     return dest
 
