@@ -1,5 +1,6 @@
-"""`forkstage schema-diff` and the summary's schema section on the local cloud: staging from the
-repo, pr-147 from a copy with one more migration (a new column and a new index)."""
+"""`forkstage schema-diff`, the summary's schema section and `forkstage reset` on the local
+cloud: staging from the repo, pr-147 from a copy with one more migration (a new column and a new
+index)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,18 @@ import json
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 
 from tests import procs
 from tests.local_env import BIN, TIMEOUT, LocalCloud
 from tests.test_cdktf_path import fresh_copy
-from tests.test_reset import _notes, _write
+from tests.wrapper_env import REPO
 
 pytestmark = pytest.mark.slow
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 EXTRA = "0003_add_notes_title.sql"
 EXTRA_SQL = (
@@ -29,6 +33,37 @@ def _copy_with_extra_migration(dest: Path) -> Path:
     fresh_copy(dest)
     (dest / "migrations" / EXTRA).write_text(EXTRA_SQL)
     return dest
+
+
+def _connect(local: LocalCloud, stage: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The stage's database as the migrator reaches it (local routing included)."""
+    from forkstage.databases import ProjectDatabases
+
+    monkeypatch.setenv("FORKSTAGE_HOME", str(local.home))
+    monkeypatch.setenv("FORKSTAGE_BACKEND_ENDPOINT", local.endpoint)
+    monkeypatch.chdir(REPO)
+    databases = ProjectDatabases(environ={})
+    url = databases.stage_url(stage)
+    return psycopg.connect(url, autocommit=True, **databases.connect_options(url))
+
+
+def _notes(local: LocalCloud, stage: str, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    with _connect(local, stage, monkeypatch) as conn:
+        return [r[0] for r in conn.execute("select body from notes order by id")]
+
+
+def _write(local: LocalCloud, stage: str, body: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with _connect(local, stage, monkeypatch) as conn:
+        conn.execute("insert into notes (body) values (%s)", (body,))
+
+
+def _serials(local: LocalCloud) -> dict[str, int]:
+    return {r["stage"]: r["serial"] for r in json.loads(local.ok("stages", "--json"))}
+
+
+def _get(url: str) -> Any:
+    with _NO_PROXY.open(url, timeout=30) as answer:
+        return json.loads(answer.read())
 
 
 @pytest.fixture(scope="module")
@@ -93,9 +128,11 @@ def test_schema_diff_summary_section_and_reset(
     # again on the new fork; staging's state untouched; the Worker answers.
     _write(local, "staging", "staging after the fork", monkeypatch)
     _write(local, "pr-147", "pr-147 before the reset", monkeypatch)
-    serial = {r["stage"]: r["serial"] for r in json.loads(local.ok("stages", "--json"))}["staging"]
+    before = _serials(local)
     reset = json.loads(forkstage("reset", "--stage", "pr-147", "--json"))
-    assert reset["owner_serial"] == {"before": serial, "after": serial}
+    replaced = {c["address"].split(".")[0] for c in reset["changes"] if c["action"] == "replace"}
+    assert {"neon_branch", "neon_endpoint", "terraform_data"} <= replaced, reset["changes"]
+    assert reset["owner_serial"] == {"before": before["staging"], "after": before["staging"]}
     notes = _notes(local, "pr-147", monkeypatch)
     assert "staging after the fork" in notes and "pr-147 before the reset" not in notes
     again = json.loads(forkstage("schema-diff", "--stage", "pr-147", "--format", "json"))
@@ -103,10 +140,16 @@ def test_schema_diff_summary_section_and_reset(
         ("column", "public.notes.title"),
         ("index", "public.notes_title_idx"),
     ]
-    rows = {r["stage"]: r["serial"] for r in json.loads(local.ok("stages", "--json"))}
-    assert rows["staging"] == serial
+    after = _serials(local)
+    assert after["staging"] == before["staging"] and after["pr-147"] > before["pr-147"]
     url = json.loads(forkstage("outputs", "--stage", "pr-147", "--json"))["local_url"]
-    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
-        url + "/health", timeout=30
-    ) as answer:
-        assert json.loads(answer.read()) == {"ok": True, "database": "app"}
+    assert _get(url + "/health") == {"ok": True, "database": "app"}
+    assert "staging after the fork" in [n["body"] for n in _get(url + "/notes")]
+
+    # an owner stage has no parent to be reset from: refused, one line, nothing changed
+    refused = local.run("reset", "--stage", "staging")
+    assert refused.returncode == 3, refused.stderr
+    assert refused.stderr.strip().startswith("Error: stage staging owns its branch")
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert _serials(local) == after
+    assert "staging after the fork" in _notes(local, "staging", monkeypatch)
