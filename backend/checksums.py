@@ -56,6 +56,57 @@ _DIGESTS: dict[str, Callable[[bytes], bytes]] = {
 }
 
 
+class Running:
+    """An incremental checksum, for bodies that arrive (or are read back) in chunks."""
+
+    def __init__(self, algorithm: str) -> None:
+        self.algorithm = algorithm
+        self._hash = (
+            hashlib.new(algorithm, usedforsecurity=False)
+            if algorithm in ("sha1", "sha256")
+            else None
+        )
+        self._crc = 0
+        self._crc_mask = 0xFFFFFFFFFFFFFFFF if algorithm == "crc64nvme" else 0xFFFFFFFF
+        self._table = (
+            _CRC32C_TABLE
+            if algorithm == "crc32c"
+            else _CRC64NVME_TABLE
+            if algorithm == "crc64nvme"
+            else None
+        )
+        if algorithm not in ALGORITHMS:
+            raise ValueError(f"unknown checksum algorithm {algorithm!r}")
+        if self._table is not None:
+            self._crc = self._crc_mask
+
+    def update(self, data: bytes) -> None:
+        if self._hash is not None:
+            self._hash.update(data)
+        elif self._table is None:
+            self._crc = zlib.crc32(data, self._crc)
+        else:
+            crc, table = self._crc, self._table
+            for b in data:
+                crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
+            self._crc = crc
+
+    def digest(self) -> bytes:
+        if self._hash is not None:
+            return self._hash.digest()
+        if self._table is None:
+            return (self._crc & 0xFFFFFFFF).to_bytes(4, "big")
+        width = 8 if self.algorithm == "crc64nvme" else 4
+        return (self._crc ^ self._crc_mask).to_bytes(width, "big")
+
+    def b64(self) -> str:
+        return base64.b64encode(self.digest()).decode("ascii")
+
+
+def start(algorithm: str) -> Running:
+    return Running(algorithm)
+
+
 def compute(algorithm: str, data: bytes) -> str:
     """The base64 value S3 puts in ``x-amz-checksum-<algorithm>``."""
     return base64.b64encode(_DIGESTS[algorithm](data)).decode("ascii")

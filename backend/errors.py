@@ -207,3 +207,35 @@ class InvalidRange(S3Error):
     code = "InvalidRange"
     status = 416
     default_message = "The requested range is not satisfiable"
+
+
+# Limits --------------------------------------------------------------------------------------
+
+
+class RequestTimeout(BadRequest):
+    code = "RequestTimeout"
+    default_message = (
+        "Your socket connection to the server was not read from or written to within the "
+        "timeout period."
+    )
+
+
+class QuotaExceeded(S3Error):
+    code = "QuotaExceeded"
+    status = 403
+    default_message = "This credential's storage quota is used up: delete keys or old versions."
+
+
+class SlowDown(S3Error):
+    code = "SlowDown"
+    status = 503
+    default_message = "The server is at its connection limit: retry shortly."
+
+
+class InsufficientStorage(S3Error):
+    code = "InsufficientStorage"
+    status = 507
+    default_message = (
+        "The state server's disk is below its free-space reserve: delete objects, abort "
+        "uploads, or free disk space."
+    )

@@ -11,8 +11,6 @@ import base64
 import binascii
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from email.message import Message
 from urllib.parse import quote
 
 from backend import checksums, redact, xmlio
@@ -29,6 +27,7 @@ from backend.errors import (
     PreconditionFailed,
 )
 from backend.policy import Access
+from backend.s3types import Headers, Response, S3Request
 from backend.store import (
     MAX_PARTS,
     Conditions,
@@ -36,7 +35,6 @@ from backend.store import (
     NewObject,
     ObjectMeta,
     PartInfo,
-    Store,
     validate_bucket_name,
 )
 
@@ -74,32 +72,7 @@ MAX_LIST_KEYS = 1000
 STORAGE_CLASS = "STANDARD"
 
 
-@dataclass
-class Response:
-    status: int = 200
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
-
-    @classmethod
-    def xml(cls, body: bytes, status: int = 200) -> Response:
-        return cls(status, {"Content-Type": "application/xml"}, body)
-
-
-@dataclass
-class S3Request:
-    op: str
-    method: str
-    bucket: str
-    key: str
-    params: dict[str, str]
-    headers: Message
-    body: bytes
-    trailers: dict[str, str]
-    access: Access
-    store: Store
-
-
-def route(method: str, bucket: str, key: str, params: dict[str, str], headers: Message) -> str:
+def route(method: str, bucket: str, key: str, params: dict[str, str], headers: Headers) -> str:
     """The S3 operation name for a request (used by policy, logging and dispatch)."""
     unsupported = _UNSUPPORTED.intersection(params)
     if unsupported:
@@ -174,7 +147,7 @@ def _int_param(params: dict[str, str], name: str, default: int, low: int, high: 
     return value
 
 
-def _user_metadata(headers: Message) -> dict[str, str]:
+def _user_metadata(headers: Headers) -> dict[str, str]:
     meta = {k.lower(): v for k, v in headers.items() if k.lower().startswith("x-amz-meta-")}
     if sum(len(k) + len(v) for k, v in meta.items()) > 2048:
         raise InvalidArgument("user metadata exceeds 2 KB")
@@ -183,15 +156,15 @@ def _user_metadata(headers: Message) -> dict[str, str]:
 
 def verified_checksums(req: S3Request) -> dict[str, str]:
     """Check every digest the client declared against the body; return the ones to keep."""
-    data = req.body
+    data = req.payload.read()
     declared: dict[str, str] = {}
     trailer_names = {
         t.strip().lower() for t in req.headers.get("x-amz-trailer", "").split(",") if t.strip()
     }
     for algo in checksums.ALGORITHMS:
         name = checksums.header_name(algo)
-        value = req.headers.get(name) or req.trailers.get(name)
-        if name in trailer_names and name not in req.trailers:
+        value = req.headers.get(name) or req.payload.trailers.get(name)
+        if name in trailer_names and name not in req.payload.trailers:
             raise IncompleteBody(f"the declared trailer {name} is missing")
         if value:
             declared[algo] = value.strip()
@@ -217,11 +190,11 @@ def verified_checksums(req: S3Request) -> dict[str, str]:
 
 def _new_object(req: S3Request) -> NewObject:
     sums = verified_checksums(req)
-    sha = hashlib.sha256(req.body).hexdigest()
+    sha = req.payload.sha256
     sums.pop("sha256", None)  # always derived from the stored sha256
     return NewObject(
-        data=req.body,
-        etag=hashlib.md5(req.body, usedforsecurity=False).hexdigest(),
+        data=req.payload.read(),
+        etag=req.payload.md5,
         sha256=sha,
         content_type=req.headers.get("Content-Type") or "binary/octet-stream",
         checksums=sums,
@@ -388,7 +361,8 @@ def verified_algos(req: S3Request) -> set[str]:
     return {
         a
         for a in checksums.ALGORITHMS
-        if req.headers.get(checksums.header_name(a)) or req.trailers.get(checksums.header_name(a))
+        if req.headers.get(checksums.header_name(a))
+        or req.payload.trailers.get(checksums.header_name(a))
     }
 
 
@@ -431,11 +405,17 @@ def upload_part(req: S3Request) -> Response:
     if not number or not upload_id:
         raise InvalidArgument("UploadPart needs partNumber and uploadId")
     sums = verified_checksums(req)
-    etag = hashlib.md5(req.body, usedforsecurity=False).hexdigest()
-    sha = hashlib.sha256(req.body).hexdigest()
+    etag, sha = req.payload.md5, req.payload.sha256
     sums.setdefault("sha256", _b64_sha256(sha))
     req.store.put_part(
-        req.bucket, req.key, upload_id, number, data=req.body, etag=etag, sha256=sha, checksums=sums
+        req.bucket,
+        req.key,
+        upload_id,
+        number,
+        data=req.payload.read(),
+        etag=etag,
+        sha256=sha,
+        checksums=sums,
     )
     headers = {"ETag": _etag(etag)}
     for algo in verified_algos(req):
@@ -459,7 +439,7 @@ def _assemble(chunks: list[bytes], infos: list[PartInfo], algo: str | None) -> N
 
 def complete_multipart_upload(req: S3Request) -> Response:
     upload_id = req.params.get("uploadId", "")
-    wanted = xmlio.complete_parts(req.body)
+    wanted = xmlio.complete_parts(req.payload.read())
     meta = req.store.complete_upload(
         req.bucket, req.key, upload_id, wanted, _conditions(req), _assemble
     )
@@ -496,7 +476,7 @@ def head_bucket(req: S3Request) -> Response:
 
 def create_bucket(req: S3Request) -> Response:
     validate_bucket_name(req.bucket)
-    xmlio.check_well_formed(req.body)
+    xmlio.check_well_formed(req.payload.read())
     req.store.create_bucket(req.bucket)
     return Response(200, {"Location": f"/{req.bucket}"})
 

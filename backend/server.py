@@ -39,7 +39,9 @@ from backend.errors import (
     MissingContentLength,
     S3Error,
 )
-from backend.operations import OPERATIONS, PAYLOAD_OPS, Response, S3Request, route
+from backend.limits import DEFAULT_LIMITS
+from backend.operations import OPERATIONS, PAYLOAD_OPS, route
+from backend.s3types import Headers, Payload, Response, S3Request
 from backend.store import Store
 
 DEFAULT_BUCKET = "forkstage-state"
@@ -256,9 +258,10 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in query:
             params.setdefault(name, value)
         bucket, key = split_path(path)
+        headers = Headers(self.headers.items())
         unroutable: S3Error | None = None
         try:
-            op = route(self.command, bucket, key, params, self.headers)
+            op = route(self.command, bucket, key, params, headers)
         except S3Error as exc:
             op, unroutable = "", exc  # still authenticate first: strangers only ever see 403
         self._op = op or "-"
@@ -294,11 +297,12 @@ class _Handler(BaseHTTPRequestHandler):
             bucket=bucket,
             key=key,
             params=params,
-            headers=self.headers,
-            body=body,
-            trailers=trailers,
+            headers=headers,
+            payload=Payload.from_bytes(body, trailers),
             access=access,
             store=self.server.store,
+            limits=DEFAULT_LIMITS,
+            credential=self._who,
         )
         return OPERATIONS[op](request)
 
