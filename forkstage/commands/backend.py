@@ -9,21 +9,20 @@ package (``python -m backend serve`` runs it without this CLI).
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
-import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import click
 
-from cdk.settings import BackendSettings, SettingsError, load_settings
+from cdk.settings import BackendSettings
 from forkstage import embedded
 from forkstage.context import Project
 from forkstage.errors import BadInput, Failed, ForkstageError, Refused
 from forkstage.state import backend_client
+from forkstage.stateadmin import health, open_admin, s3_failed, target_of
 
 _SERVE_ERRORS: dict[int, type[ForkstageError]] = {2: BadInput, 3: Refused}
 
@@ -115,6 +114,45 @@ def stop() -> None:
         click.echo("no state server was running")
 
 
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+@backend.command("status")
+@click.option("--endpoint", default=None, help="State server URL (default: the settings').")
+@click.option("--json", "as_json", is_flag=True, help="Print the health document as JSON.")
+def status_cmd(endpoint: str | None, as_json: bool) -> None:
+    """Whether the state server answers, its free disk space against the reserve, connections.
+
+    Exit 1 when nothing answers or free space is below the reserve (writes are refused then).
+
+    Example: forkstage backend status --json
+    """
+    target = target_of(Project.load(), endpoint=endpoint)
+    if not target.embedded and not endpoint:
+        raise BadInput(
+            f"the configured backend is {target.endpoint or 'AWS S3'}, not a forkstage state "
+            "server; pass --endpoint of one to read its health"
+        )
+    doc = health(target.endpoint)
+    low = int(doc.get("free_bytes", 0)) < int(doc.get("reserve_bytes", 0))
+    if as_json:
+        click.echo(json.dumps({"endpoint": target.endpoint, **doc}, indent=2))
+    else:
+        click.echo(f"state server: {target.endpoint}")
+        below = ", BELOW: writes refused" if low else ""
+        reserve = _size(int(doc["reserve_bytes"]))
+        click.echo(f"free space: {_size(int(doc['free_bytes']))} (reserve {reserve}{below})")
+        click.echo(f"connections: {doc['connections']} of {doc['max_connections']}")
+    if low:
+        raise Failed("free space is below the state server's reserve: free disk space")
+
+
 @backend.command("credentials")
 @click.option("--policy", type=click.Choice(["admin", "stage"]), required=True)
 @click.option("--stage", default=None, help="Workspace the credential owns (policy stage).")
@@ -151,49 +189,6 @@ def credentials_cmd(
     click.echo(f"AWS_SECRET_ACCESS_KEY={cred.secret_access_key}")
 
 
-def _target(
-    project: Project,
-    *,
-    endpoint: str | None = None,
-    bucket: str | None = None,
-    key: str | None = None,
-    region: str | None = None,
-) -> BackendSettings:
-    """The project's backend, with flags applied as the FORKSTAGE_BACKEND_* overrides are."""
-    configured = project.settings.backend
-    overrides = {
-        name: value
-        for name, value in (
-            ("FORKSTAGE_BACKEND_ENDPOINT", endpoint),
-            ("FORKSTAGE_BACKEND_BUCKET", bucket),
-        )
-        if value
-    }
-    if overrides:
-        try:
-            configured = load_settings(project.root, {**os.environ, **overrides}).backend
-        except SettingsError as exc:
-            raise BadInput(str(exc)) from None
-    return dataclasses.replace(
-        configured, key=key or configured.key, region=region or configured.region
-    )
-
-
-def _s3_failed(exc: Exception, target: BackendSettings) -> ForkstageError:
-    from botocore.exceptions import ClientError, NoCredentialsError
-
-    if isinstance(exc, NoCredentialsError):
-        return BadInput(
-            f"no credentials for the state backend {target.endpoint or 'AWS S3'}: set "
-            "FORKSTAGE_STATE_ACCESS_KEY_ID/FORKSTAGE_STATE_SECRET_ACCESS_KEY "
-            "(or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)"
-        )
-    if isinstance(exc, ClientError):
-        err = exc.response.get("Error", {})
-        return Failed(f"S3 said {err.get('Code')}: {err.get('Message')}")
-    return Failed(f"cannot reach the state store {target.endpoint}: {exc}")
-
-
 def _s3_options(fn: Any) -> Any:
     fn = click.option("--region", default=None, help="Region (default: the settings').")(fn)
     fn = click.option("--key", default=None, help="State key (default: the settings').")(fn)
@@ -201,14 +196,6 @@ def _s3_options(fn: Any) -> Any:
     return click.option(
         "--endpoint", default=None, help="S3 endpoint URL (default: the settings')."
     )(fn)
-
-
-def _open(**flags: str | None) -> tuple[BackendSettings, Any]:
-    """The target backend (started if it is the embedded one) and an admin boto3 client."""
-    project = Project.load()
-    target = _target(project, **flags)
-    embedded.ensure_running(target, project.home)
-    return target, backend_client(target, project.home)
 
 
 @backend.command("versions")
@@ -231,12 +218,12 @@ def versions_cmd(
 
     from backend import history
 
-    target, s3 = _open(endpoint=endpoint, bucket=bucket, key=key, region=region)
+    target, s3 = open_admin(endpoint=endpoint, bucket=bucket, key=key, region=region)
     state_key = history.state_key(stage, target.key)
     try:
         found = history.list_versions(s3, target.bucket, state_key)
     except (ClientError, BotoCoreError) as exc:
-        raise _s3_failed(exc, target) from None
+        raise s3_failed(exc, target) from None
     if as_json:
         payload = {"key": state_key, "versions": [v.to_json() for v in found]}
         click.echo(json.dumps(payload, indent=2))
@@ -275,7 +262,7 @@ def rollback_cmd(
 
     from backend import history
 
-    target, s3 = _open(endpoint=endpoint, bucket=bucket, key=key, region=region)
+    target, s3 = open_admin(endpoint=endpoint, bucket=bucket, key=key, region=region)
     state_key = history.state_key(stage, target.key)
     try:
         new_version, serial = history.rollback(s3, target.bucket, state_key, version_id)
@@ -284,7 +271,7 @@ def rollback_cmd(
     except (history.NotFound, history.NotAState) as exc:
         raise BadInput(f"{exc}; list versions with `forkstage backend versions`") from None
     except (ClientError, BotoCoreError) as exc:
-        raise _s3_failed(exc, target) from None
+        raise s3_failed(exc, target) from None
     if as_json:
         click.echo(
             json.dumps(
@@ -341,7 +328,7 @@ def bootstrap_cmd(
     try:
         steps = bootstrap(s3, bucket, region=region, r2=r2)
     except (ClientError, BotoCoreError) as exc:
-        raise _s3_failed(exc, target) from None
+        raise s3_failed(exc, target) from None
     if as_json:
         click.echo(json.dumps({"bucket": bucket, "steps": [s.to_json() for s in steps]}, indent=2))
         return
