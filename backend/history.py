@@ -7,6 +7,7 @@ A rollback takes Terraform's own lock object first, so it can never interleave w
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import getpass
 import json
@@ -39,6 +40,25 @@ class NotAState(HistoryError):
 
 
 @dataclass(frozen=True)
+class Retention:
+    """What the state server keeps per key (its ``x-forkstage-retention`` answer header)."""
+
+    versions: int
+    days: float
+
+    @classmethod
+    def parse(cls, header: str | None) -> Retention | None:
+        """None for servers that do not say (AWS S3, R2: their lifecycle rules decide)."""
+        if not header:
+            return None
+        fields = dict(part.strip().partition("=")[::2] for part in header.split(";"))
+        try:
+            return cls(int(fields["versions"]), float(fields["days"]))
+        except (KeyError, ValueError):
+            return None
+
+
+@dataclass(frozen=True)
 class StateVersion:
     version_id: str
     last_modified: dt.datetime
@@ -46,6 +66,9 @@ class StateVersion:
     latest: bool
     deleted: bool
     serial: int | None
+    # retention (known when the server reports it; None for the newest version, always kept):
+    expires: dt.datetime | None = None  # dropped then, at the latest, by the age rule
+    writes_left: int | None = None  # dropped after this many more writes, by the count rule
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -55,6 +78,8 @@ class StateVersion:
             "latest": self.latest,
             "deleted": self.deleted,
             "serial": self.serial,
+            "expires": self.expires.astimezone(dt.UTC).isoformat() if self.expires else None,
+            "writes_left": self.writes_left,
         }
 
 
@@ -80,10 +105,15 @@ def _serial(s3: Any, bucket: str, key: str, version_id: str) -> int | None:
 def list_versions(
     s3: Any, bucket: str, key: str, *, with_serial: bool = True
 ) -> list[StateVersion]:
-    """Newest first, delete markers included."""
+    """Newest first, delete markers included; with each non-current version's expiry when the
+    server reports its retention (a version is dropped ``days`` after the next newer one was
+    written, or once ``versions`` newer ones exist)."""
     out: list[StateVersion] = []
+    retention: Retention | None = None
     paginator = s3.get_paginator("list_object_versions")
     for page in paginator.paginate(Bucket=bucket, Prefix=key):
+        headers = page.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        retention = retention or Retention.parse(headers.get("x-forkstage-retention"))
         for v in page.get("Versions", []):
             if v["Key"] != key:
                 continue
@@ -99,7 +129,18 @@ def list_versions(
                     StateVersion(m["VersionId"], m["LastModified"], 0, m["IsLatest"], True, None)
                 )
     out.sort(key=lambda v: v.last_modified, reverse=True)
-    return out
+    return _with_expiry(out, retention) if retention else out
+
+
+def _with_expiry(found: list[StateVersion], retention: Retention) -> list[StateVersion]:
+    kept: list[StateVersion] = found[:1]
+    for i, v in enumerate(found[1:], start=1):
+        replaced = found[i - 1].last_modified
+        expires = replaced + dt.timedelta(days=retention.days)
+        kept.append(
+            dataclasses.replace(v, expires=expires, writes_left=max(retention.versions - i, 0))
+        )
+    return kept
 
 
 def _lock_info(bucket: str, key: str) -> bytes:

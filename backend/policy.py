@@ -25,7 +25,10 @@ _OBJECT_WRITES = {
     "UploadPart",
     "CompleteMultipartUpload",
     "AbortMultipartUpload",
+    "ListParts",  # not a read: another stage's unfinished uploads are not outputs
 }
+# Bucket-level listings a stage may run only under its own workspace prefix.
+_OWN_PREFIX_LISTINGS = {"ListObjectVersions", "ListMultipartUploads"}
 
 
 class Access(enum.Enum):
@@ -62,10 +65,10 @@ def decide(
     own = workspace_prefix(cred.stage)
     if op in _STAGE_BUCKET_OPS:
         return Access.FULL
-    if op == "ListObjectVersions":
+    if op in _OWN_PREFIX_LISTINGS:
         if prefix.startswith(own):
             return Access.FULL
-        raise AccessDenied(f"stage {cred.stage} may list versions only under {own}")
+        raise AccessDenied(f"stage {cred.stage} may run {op} only with a prefix under {own}")
     if key is None:
         raise AccessDenied(f"stage {cred.stage} may not run {op}")
     if key.startswith(own) and workspace_of(key) == cred.stage:

@@ -7,7 +7,10 @@ non-sensitive outputs, and drops every resource: no attribute, secret or not, le
 
 from __future__ import annotations
 
+import hashlib
 import json
+import threading
+from collections import OrderedDict
 
 from backend.errors import AccessDenied
 
@@ -38,3 +41,36 @@ def outputs_only(state_bytes: bytes) -> bytes:
         "check_results": None,
     }
     return (json.dumps(redacted, indent=2, sort_keys=False) + "\n").encode()
+
+
+class Views:
+    """The redacted view's (size, md5 hex, sha256 hex) per version id.
+
+    Versions never change, so neither do their views: a listing shows an outputs-only
+    credential the same size and ETag its GET returns without redacting every state each time.
+    """
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self._capacity = capacity
+        self._cache: OrderedDict[str, tuple[int, str, str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, version_id: str) -> tuple[int, str, str] | None:
+        with self._lock:
+            found = self._cache.get(version_id)
+            if found is not None:
+                self._cache.move_to_end(version_id)
+            return found
+
+    def remember(self, version_id: str, body: bytes) -> tuple[int, str, str]:
+        view = (
+            len(body),
+            hashlib.md5(body, usedforsecurity=False).hexdigest(),
+            hashlib.sha256(body).hexdigest(),
+        )
+        with self._lock:
+            self._cache[version_id] = view
+            self._cache.move_to_end(version_id)
+            while len(self._cache) > self._capacity:
+                self._cache.popitem(last=False)
+        return view

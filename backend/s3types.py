@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, overload
 from backend import checksums
 
 if TYPE_CHECKING:
+    from backend.credentials import Credential
     from backend.limits import Limits
     from backend.policy import Access
     from backend.store import Store
@@ -272,6 +273,8 @@ class S3Request:
     limits: Limits
     quota: Quota | None = None
     credential: str = "-"  # for messages: who asked
+    # the authenticated credential: listings and HEAD show each key as its GET would
+    cred: Credential | None = None
 
 
 def b64_of_hex(hex_digest: str) -> str:

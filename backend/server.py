@@ -8,6 +8,8 @@ XML error document in ``render_error`` — the only place errors become response
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import errno
 import fcntl
 import hashlib
 import http.client
@@ -31,6 +33,7 @@ from backend.errors import (
     EntityTooLarge,
     HeaderTooLarge,
     IncompleteBody,
+    InsufficientStorage,
     InternalError,
     InvalidArgument,
     InvalidRequest,
@@ -39,9 +42,9 @@ from backend.errors import (
     MissingContentLength,
     S3Error,
 )
-from backend.limits import DEFAULT_LIMITS
+from backend.limits import DEFAULT_LIMITS, Limits
 from backend.operations import OPERATIONS, PAYLOAD_OPS, route
-from backend.s3types import Headers, Payload, Response, S3Request
+from backend.s3types import EMPTY, Headers, PayloadSink, Quota, Response, S3Request
 from backend.store import Store
 
 DEFAULT_BUCKET = "forkstage-state"
@@ -124,8 +127,10 @@ class StateServer(ThreadingHTTPServer):
         tls: ssl.SSLContext | None,
         log: Logger | None,
         request_timeout: float,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         super().__init__(address, _Handler)
+        self.limits = limits
         self.store = store
         self.book = book
         self.data_dir = data_dir
@@ -291,6 +296,24 @@ class _Handler(BaseHTTPRequestHandler):
                 self.server.store.head(bucket, key)
             raise
         body, trailers = self._read_body(op, verified.content_sha256)
+        limits = self.server.limits
+        payload = EMPTY
+        if body or trailers:
+            sink = PayloadSink(self.server.store.spool_dir, memory_limit=limits.memory_body_bytes)
+            try:
+                for start in range(0, len(body), 1 << 20):
+                    sink.write(body[start : start + (1 << 20)])
+            except OSError as exc:
+                sink.abort()
+                if exc.errno == errno.ENOSPC:
+                    raise InsufficientStorage() from None
+                raise
+            payload = sink.finish(trailers)
+        quota = None
+        if cred.policy == "stage" and cred.stage:
+            quota = Quota(
+                policy.workspace_prefix(cred.stage), limits.stage_max_keys, limits.stage_max_bytes
+            )
         request = S3Request(
             op=op,
             method=self.command,
@@ -298,17 +321,22 @@ class _Handler(BaseHTTPRequestHandler):
             key=key,
             params=params,
             headers=headers,
-            payload=Payload.from_bytes(body, trailers),
+            payload=payload,
             access=access,
             store=self.server.store,
-            limits=DEFAULT_LIMITS,
+            limits=limits,
+            quota=quota,
             credential=self._who,
+            cred=cred,
         )
-        return OPERATIONS[op](request)
+        try:
+            return OPERATIONS[op](request)
+        finally:
+            payload.discard()
 
     def _read_body(self, op: str, content_sha256: str) -> tuple[bytes, dict[str, str]]:
         if op in PAYLOAD_OPS:
-            limit = MAX_OBJECT_BYTES + 64 * 1024  # room for aws-chunked framing
+            limit = self.server.limits.max_object_bytes + 64 * 1024  # aws-chunked framing
         else:
             limit = MAX_SMALL_BODY if op in _SMALL_BODY_OPS else 64 * 1024
         transfer = self.headers.get("Transfer-Encoding", "").strip().lower()
@@ -426,6 +454,14 @@ class _Handler(BaseHTTPRequestHandler):
             headers["Content-Length"] = "0"
         lines.extend(f"{k}: {v}" for k, v in headers.items())
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
+        if resp.stream is not None and not head_only:
+            self.wfile.write(head)
+            try:
+                for chunk in resp.stream:
+                    self.wfile.write(chunk)
+            except S3Error:
+                self.close_connection = True  # cut short: the client sees a truncated body
+            return
         self.wfile.write(head if head_only else head + resp.body)
 
     def _log_line(
@@ -461,7 +497,8 @@ def make_server(
     certfile: Path | None = None,
     keyfile: Path | None = None,
     bucket: str = DEFAULT_BUCKET,
-    retain: int = 100,
+    limits: Limits = DEFAULT_LIMITS,
+    retain: int | None = None,
     log: Logger | None = None,
     request_timeout: float = 60.0,
 ) -> StateServer:
@@ -479,7 +516,9 @@ def make_server(
         raise ServerBusy(f"another state server is already using {data_dir}") from None
     try:
         credentials.ensure_admin(data_dir)
-        store = Store(data_dir, retain=retain, max_object_bytes=MAX_OBJECT_BYTES)
+        if retain is not None:
+            limits = dataclasses.replace(limits, retain_versions=retain)
+        store = Store(data_dir, limits=limits)
         store.create_bucket(bucket, exist_ok=True)
         server = StateServer(
             (host, port),
@@ -490,6 +529,7 @@ def make_server(
             tls=tls,
             log=log,
             request_timeout=request_timeout,
+            limits=limits,
         )
     except BaseException:
         with contextlib.suppress(OSError):

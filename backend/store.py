@@ -1,340 +1,142 @@
-"""Durable, versioned object storage in one SQLite file.
+"""Durable, versioned object storage: SQLite rows, small bodies inline, large ones as files.
 
-Why SQLite: WAL mode with ``synchronous=FULL`` makes every acknowledged commit durable and atomic
-across ``kill -9`` and power loss, and a single writer connection behind a lock lets conditional
-writes (``If-None-Match: *`` for Terraform's lock) be decided inside the very transaction that
-writes — no window between the check and the write. Every write is a new version (with a sha256
-that is checked again on every read); a delete is a delete marker. Readers use their own
-connections and see only committed data.
+Every write is a new version whose sha256 is checked again on every read; a delete is a delete
+marker. A small body (one that arrived in memory: Terraform's state and lock) is stored inline
+in the row, one group-commit fsync in all; a spooled body becomes a durable file before the
+commit that references it, in the request thread, so a big upload never holds up the single
+writer that every stage's lock write goes through. See ``db``, ``objectfiles``, ``quota``,
+``retention``, ``multipart`` and ``diskspace`` for each concern.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
-import json
-import queue
-import re
-import secrets
+import shutil
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
+from backend import diskspace, listing, quota, versions
+from backend.db import DB_NAME, Database
 from backend.errors import (
     BucketAlreadyOwnedByYou,
     BucketNotEmpty,
     EntityTooLarge,
-    EntityTooSmall,
+    InsufficientStorage,
     InternalError,
-    InvalidArgument,
-    InvalidBucketName,
-    InvalidPart,
-    InvalidPartOrder,
     MethodNotAllowed,
     NoSuchBucket,
     NoSuchKey,
-    NoSuchUpload,
     NoSuchVersion,
-    PreconditionFailed,
 )
+from backend.limits import DEFAULT_LIMITS, Limits
+from backend.multipart import Uploads, Wanted
+from backend.objectfiles import ObjectFiles
+from backend.records import (
+    NCOLS,
+    VCOLS,
+    Conditions,
+    Listing,
+    NewObject,
+    ObjectMeta,
+    PartInfo,
+    UploadListing,
+    VersionListing,
+    check_conditions,
+    meta_from_row,
+)
+from backend.records import validate_bucket_name as validate_bucket_name
+from backend.redact import Views
+from backend.retention import Janitor, SweepReport
+from backend.s3types import Quota
 
 T = TypeVar("T")
-DB_NAME = "state.sqlite3"
-MIN_PART_BYTES = 5 * 1024 * 1024
-MAX_PARTS = 10000
-MAX_BATCH = 128
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS buckets (name TEXT PRIMARY KEY, created REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS versions (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    bucket TEXT NOT NULL,
-    key TEXT NOT NULL,
-    version_id TEXT NOT NULL UNIQUE,
-    deleted INTEGER NOT NULL,
-    size INTEGER NOT NULL,
-    etag TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
-    content_type TEXT NOT NULL,
-    checksums TEXT NOT NULL,
-    metadata TEXT NOT NULL,
-    created REAL NOT NULL,
-    parts INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS versions_by_key ON versions (bucket, key, seq);
-CREATE TABLE IF NOT EXISTS blobs (seq INTEGER PRIMARY KEY, data BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS current (
-    bucket TEXT NOT NULL,
-    key TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    deleted INTEGER NOT NULL,
-    PRIMARY KEY (bucket, key)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS uploads (
-    upload_id TEXT PRIMARY KEY,
-    bucket TEXT NOT NULL,
-    key TEXT NOT NULL,
-    content_type TEXT NOT NULL,
-    metadata TEXT NOT NULL,
-    algorithm TEXT,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS parts (
-    upload_id TEXT NOT NULL,
-    part_number INTEGER NOT NULL,
-    etag TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    sha256 TEXT NOT NULL,
-    checksums TEXT NOT NULL,
-    data BLOB NOT NULL,
-    PRIMARY KEY (upload_id, part_number)
-);
-"""
-
-_VCOLS = (
-    "v.seq, v.bucket, v.key, v.version_id, v.deleted, v.size, v.etag, v.sha256, "
-    "v.content_type, v.checksums, v.metadata, v.created, v.parts"
-)
-
-
-class _Job:
-    __slots__ = ("done", "error", "fn", "result")
-
-    def __init__(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
-        self.fn = fn
-        self.result: Any = None
-        self.error: BaseException | None = None
-        self.done = threading.Event()
-
-
-@dataclass(frozen=True)
-class ObjectMeta:
-    bucket: str
-    key: str
-    version_id: str
-    seq: int
-    deleted: bool
-    size: int
-    etag: str
-    sha256: str
-    content_type: str
-    checksums: dict[str, str]
-    metadata: dict[str, str]
-    created: float
-    parts: int
-    is_latest: bool = True
-
-
-@dataclass(frozen=True)
-class NewObject:
-    """What a writer hands the store: the payload and its already-verified digests."""
-
-    data: bytes
-    etag: str
-    sha256: str
-    content_type: str = "binary/octet-stream"
-    checksums: dict[str, str] = field(default_factory=dict)
-    metadata: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Conditions:
-    if_none_match: str | None = None
-    if_match: str | None = None
-
-
-@dataclass(frozen=True)
-class Listing:
-    objects: list[ObjectMeta]
-    prefixes: list[str]
-    truncated: bool
-    last: str | None
-
-
-@dataclass(frozen=True)
-class VersionListing:
-    versions: list[ObjectMeta]
-    truncated: bool
-    next_key: str | None
-    next_version: str | None
-
-
-@dataclass(frozen=True)
-class PartInfo:
-    number: int
-    etag: str
-    size: int
-    checksums: dict[str, str]
-
-
-def _meta(row: tuple[Any, ...], is_latest: bool = True) -> ObjectMeta:
-    return ObjectMeta(
-        seq=row[0],
-        bucket=row[1],
-        key=row[2],
-        version_id=row[3],
-        deleted=bool(row[4]),
-        size=row[5],
-        etag=row[6],
-        sha256=row[7],
-        content_type=row[8],
-        checksums=json.loads(row[9]),
-        metadata=json.loads(row[10]),
-        created=row[11],
-        parts=row[12],
-        is_latest=is_latest,
-    )
-
-
-def new_version_id() -> str:
-    return f"{time.time_ns() // 1000:014x}{secrets.token_hex(5)}"
-
-
-def validate_bucket_name(name: str) -> str:
-    if not _BUCKET_RE.match(name) or ".." in name:
-        raise InvalidBucketName(BucketName=name)
-    return name
+SPOOL_DIR = "tmp"
 
 
 class Store:
     """The state server's storage; safe to use from many threads."""
 
-    def __init__(self, data_dir: Path, *, retain: int = 100, max_object_bytes: int) -> None:
-        if retain < 1:
-            raise ValueError("retain must be at least 1")
-        self.path = Path(data_dir) / DB_NAME
-        self.retain = retain
-        self.max_object_bytes = max_object_bytes
-        Path(data_dir).mkdir(parents=True, exist_ok=True)
-        self._write_lock = threading.Lock()
-        self._writer = self._connect()
-        self._writer.executescript(_SCHEMA)
-        self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
-        self._buckets = {r[0] for r in self._writer.execute("SELECT name FROM buckets")}
-        self._closed = False
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._writer_loop, name="store-writer", daemon=True)
-        self._thread.start()
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA busy_timeout=10000")
-        return conn
+    def __init__(
+        self, data_dir: Path, *, limits: Limits = DEFAULT_LIMITS, janitor_interval: float = 3600.0
+    ) -> None:
+        limits.check()
+        self.limits = limits
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.data_dir / DB_NAME
+        self.spool_dir = self.data_dir / SPOOL_DIR
+        shutil.rmtree(self.spool_dir, ignore_errors=True)  # bodies of requests cut by a crash
+        self.spool_dir.mkdir()
+        self.files = ObjectFiles(self.data_dir)
+        self.reserve = diskspace.Reserve(self.data_dir)
+        self.views = Views()
+        self._db = Database(self.path)
+        with self._db.read() as conn:
+            self._buckets = {r[0] for r in conn.execute("SELECT name FROM buckets")}
+        self.uploads = Uploads(self._db, self.files, limits, self.spool_dir, self._room)
+        self.janitor = Janitor(
+            self._db, self.files, self.reserve, limits, interval=janitor_interval
+        )
+        self.janitor.sweep()  # before serving: orphans of a crash, expired uploads, the reserve
+        self.janitor.start()
 
     def close(self) -> None:
-        with self._write_lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._jobs.put(None)
-        self._thread.join()
-        self._writer.close()
-        while True:
-            try:
-                self._readers.get_nowait().close()
-            except queue.Empty:
-                break
+        self.janitor.stop()
+        self._db.close()
 
-    # -- plumbing --------------------------------------------------------------------------
+    # -- space -------------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
+    def free_bytes(self) -> int:
+        """Free bytes on the data directory's filesystem (``backend status``, health checks)."""
+        return diskspace.free_bytes(self.data_dir)
+
+    def _room(self, incoming: int) -> None:
+        diskspace.check(self.data_dir, incoming, self.limits.disk_reserve_bytes)
+
+    def _freeing(self, fn: Callable[[], T]) -> T:
+        """Run a write that frees space; on a full disk, give back the reserve file and retry."""
         try:
-            conn = self._readers.get_nowait()
-        except queue.Empty:
-            conn = self._connect()
-        try:
-            yield conn
-        finally:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            self._readers.put(conn)
-
-    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in the writer's transaction; return once it is durably committed."""
-        job: _Job = _Job(fn)
-        with self._write_lock:
-            if self._closed:
-                raise InternalError("the store is closed")
-            self._jobs.put(job)
-        job.done.wait()
-        if job.error is not None:
-            raise job.error
-        result: T = job.result
+            result = fn()
+        except InsufficientStorage:
+            if not self.reserve.release():
+                raise
+            result = fn()
+        if not self.reserve.held:
+            self.reserve.ensure()
         return result
 
-    def _writer_loop(self) -> None:
-        """Group commit: drain waiting writes into one transaction and pay for one fsync.
+    def usage(self, bucket: str, prefix: str) -> tuple[int, int]:
+        """(live keys, bytes of every kept version and unfinished part) under ``prefix``."""
+        with self._db.read() as conn:
+            return quota.measure(conn, bucket, prefix)
 
-        Each job runs inside its own savepoint, so a refused write (a failed precondition)
-        rolls back alone; nobody is answered before the shared COMMIT has returned.
-        """
-        conn = self._writer
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            batch = [job]
-            stop = False
-            while len(batch) < MAX_BATCH:
-                try:
-                    extra = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if extra is None:
-                    stop = True
-                    break
-                batch.append(extra)
-            self._run_batch(conn, batch)
-            if stop:
-                return
+    def sweep(self, now: float | None = None) -> SweepReport:
+        """Retention, upload expiry and orphan removal now (the janitor does it periodically)."""
+        return self.janitor.sweep(now)
 
-    @staticmethod
-    def _run_batch(conn: sqlite3.Connection, batch: list[_Job]) -> None:
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for job in batch:
-                conn.execute("SAVEPOINT op")
-                try:
-                    job.result = job.fn(conn)
-                except BaseException as exc:  # handed to the waiting request thread
-                    conn.execute("ROLLBACK TO op")
-                    job.error = exc
-                conn.execute("RELEASE op")
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            for job in batch:
-                if job.error is None:
-                    job.error = InternalError("the write could not be committed")
-                    job.result = None
-        finally:
-            for job in batch:
-                job.done.set()
+    # -- buckets -------------------------------------------------------------------------------
 
     def _require_bucket(self, bucket: str) -> None:
         if bucket not in self._buckets:
             raise NoSuchBucket(BucketName=bucket)
 
-    # -- buckets ---------------------------------------------------------------------------
-
     def bucket_exists(self, bucket: str) -> bool:
         return bucket in self._buckets
 
     def list_buckets(self) -> list[tuple[str, float]]:
-        with self._read() as conn:
+        with self._db.read() as conn:
             return list(conn.execute("SELECT name, created FROM buckets ORDER BY name"))
 
     def create_bucket(self, bucket: str, *, exist_ok: bool = False) -> None:
         validate_bucket_name(bucket)
+        if exist_ok and bucket in self._buckets:
+            return
+        self._room(0)
 
         def op(conn: sqlite3.Connection) -> None:
             if conn.execute("SELECT 1 FROM buckets WHERE name=?", (bucket,)).fetchone():
@@ -343,44 +145,67 @@ class Store:
                 raise BucketAlreadyOwnedByYou(BucketName=bucket)
             conn.execute("INSERT INTO buckets VALUES (?, ?)", (bucket, time.time()))
 
-        self._write(op)
+        self._db.write(op)
         self._buckets.add(bucket)
 
     def delete_bucket(self, bucket: str) -> None:
         self._require_bucket(bucket)
 
         def op(conn: sqlite3.Connection) -> None:
-            if conn.execute("SELECT 1 FROM versions WHERE bucket=? LIMIT 1", (bucket,)).fetchone():
-                raise BucketNotEmpty(BucketName=bucket)
+            for table in ("versions", "uploads"):
+                if conn.execute(
+                    f"SELECT 1 FROM {table} WHERE bucket=? LIMIT 1", (bucket,)
+                ).fetchone():
+                    raise BucketNotEmpty(BucketName=bucket)
             conn.execute("DELETE FROM buckets WHERE name=?", (bucket,))
 
-        self._write(op)
+        self._freeing(lambda: self._db.write(op))
         self._buckets.discard(bucket)
 
-    # -- reads -----------------------------------------------------------------------------
+    # -- reads ---------------------------------------------------------------------------------
 
     def head(self, bucket: str, key: str, version_id: str | None = None) -> ObjectMeta:
         """The newest live version (or the named one); delete markers raise NoSuchKey."""
-        meta, _ = self._fetch(bucket, key, version_id, with_data=False)
-        return meta
+        return self.fetch(bucket, key, version_id, with_data=False)[0]
 
     def get(self, bucket: str, key: str, version_id: str | None = None) -> tuple[ObjectMeta, bytes]:
-        meta, data = self._fetch(bucket, key, version_id, with_data=True)
-        assert data is not None
+        """The whole body in memory, verified (redaction, small objects)."""
+        meta, data = self.fetch(bucket, key, version_id, with_data=True)
+        return meta, self.whole(meta, data)
+
+    def whole(self, meta: ObjectMeta, inline: bytes | None) -> bytes:
+        if meta.file is not None:
+            return self.files.read_all(meta.file, meta.sha256)
+        data = inline if inline is not None else b""
         if hashlib.sha256(data).hexdigest() != meta.sha256:
             raise InternalError("stored object failed its integrity check")
-        return meta, data
+        return data
 
-    def _fetch(
+    def body(
+        self, meta: ObjectMeta, inline: bytes | None, first: int, last: int
+    ) -> bytes | Iterable[bytes]:
+        """Bytes ``first..last`` of a version: inline bytes, or chunks streamed from its file."""
+        if meta.file is None:
+            return self.whole(meta, inline)[first : last + 1]
+        try:
+            return self.files.stream(meta.file, meta.size, meta.sha256, first, last)
+        except InternalError:
+            with contextlib.suppress(NoSuchVersion, NoSuchKey, MethodNotAllowed):
+                self.head(meta.bucket, meta.key, meta.version_id)
+                raise  # the row is still there: its file is truly damaged
+            raise NoSuchVersion(Key=meta.key, VersionId=meta.version_id) from None
+
+    def fetch(
         self, bucket: str, key: str, version_id: str | None, *, with_data: bool
     ) -> tuple[ObjectMeta, bytes | None]:
+        """A version's meta and, for an inline body, its bytes (one query, one snapshot)."""
         self._require_bucket(bucket)
         data_col = ", b.data" if with_data else ""
         data_join = " LEFT JOIN blobs b ON b.seq = v.seq" if with_data else ""
-        with self._read() as conn:
+        with self._db.read() as conn:
             if version_id is None:
                 row = conn.execute(
-                    f"SELECT {_VCOLS}, 1{data_col} FROM current c JOIN versions v ON v.seq = c.seq"
+                    f"SELECT {VCOLS}, 1{data_col} FROM current c JOIN versions v ON v.seq = c.seq"
                     f"{data_join} WHERE c.bucket=? AND c.key=?",
                     (bucket, key),
                 ).fetchone()
@@ -388,7 +213,7 @@ class Store:
                     raise NoSuchKey(Key=key)
             else:
                 row = conn.execute(
-                    f"SELECT {_VCOLS}, (c.seq = v.seq){data_col} FROM versions v"
+                    f"SELECT {VCOLS}, (c.seq = v.seq){data_col} FROM versions v"
                     " LEFT JOIN current c ON c.bucket = v.bucket AND c.key = v.key"
                     f"{data_join} WHERE v.bucket=? AND v.key=? AND v.version_id=?",
                     (bucket, key, version_id),
@@ -399,224 +224,99 @@ class Store:
                     raise MethodNotAllowed(
                         headers={"x-amz-delete-marker": "true", "x-amz-version-id": version_id}
                     )
-        meta = _meta(row, bool(row[13]))
-        return meta, (row[14] if with_data else None)
+        meta = meta_from_row(row, bool(row[NCOLS]))
+        return meta, (row[NCOLS + 1] if with_data else None)
 
     def list_objects(
         self, bucket: str, *, prefix: str, delimiter: str, after: str, max_keys: int
     ) -> Listing:
-        """Live keys after ``after``, rolling keys up to ``delimiter`` into common prefixes."""
         self._require_bucket(bucket)
-        objects: list[ObjectMeta] = []
-        prefixes: list[str] = []
-        cursor = max(after, prefix) if after else prefix
-        inclusive = not after or after < prefix
-        last: str | None = None
-        with self._read() as conn:
-            conn.execute("BEGIN")
-            while len(objects) + len(prefixes) < max_keys:
-                op = ">=" if inclusive else ">"
-                rows = conn.execute(
-                    f"SELECT {_VCOLS} FROM current c JOIN versions v ON v.seq = c.seq"
-                    f" WHERE c.bucket=? AND c.key {op} ? AND c.deleted=0 ORDER BY c.key LIMIT 200",
-                    (bucket, cursor),
-                ).fetchall()
-                if not rows:
-                    return Listing(objects, prefixes, False, last)
-                for row in rows:
-                    key: str = row[2]
-                    if not key.startswith(prefix):
-                        return Listing(objects, prefixes, False, last)
-                    if len(objects) + len(prefixes) >= max_keys:
-                        return Listing(objects, prefixes, True, last)
-                    cut = key.find(delimiter, len(prefix)) if delimiter else -1
-                    if cut >= 0:
-                        common = key[: cut + len(delimiter)]
-                        prefixes.append(common)
-                        last = common + "\U0010ffff"
-                        cursor, inclusive = common + "\U0010ffff", False
-                        break
-                    objects.append(_meta(row))
-                    last = key
-                    cursor, inclusive = key, False
-            more = conn.execute(
-                "SELECT c.key FROM current c WHERE c.bucket=? AND c.key > ? AND c.deleted=0"
-                " ORDER BY c.key LIMIT 1",
-                (bucket, cursor),
-            ).fetchone()
-        truncated = more is not None and more[0].startswith(prefix)
-        return Listing(objects, prefixes, truncated, last)
+        with self._db.read() as conn:
+            return listing.objects(
+                conn, bucket, prefix=prefix, delimiter=delimiter, after=after, max_keys=max_keys
+            )
 
     def list_versions(
-        self,
-        bucket: str,
-        *,
-        prefix: str,
-        key_marker: str,
-        version_marker: str,
-        max_keys: int,
+        self, bucket: str, *, prefix: str, key_marker: str, version_marker: str, max_keys: int
     ) -> VersionListing:
         self._require_bucket(bucket)
-        where = "v.bucket=? AND v.key >= ?"
-        args: list[object] = [bucket, prefix]
-        with self._read() as conn:
-            conn.execute("BEGIN")
-            if key_marker and version_marker:
-                row = conn.execute(
-                    "SELECT seq FROM versions WHERE bucket=? AND key=? AND version_id=?",
-                    (bucket, key_marker, version_marker),
-                ).fetchone()
-                if row is None:
-                    raise InvalidArgument("version-id-marker does not name a version of key-marker")
-                where += " AND ((v.key = ? AND v.seq < ?) OR v.key > ?)"
-                args += [key_marker, row[0], key_marker]
-            elif key_marker:
-                where += " AND v.key > ?"
-                args.append(key_marker)
-            rows = conn.execute(
-                f"SELECT {_VCOLS}, (c.seq = v.seq) FROM versions v LEFT JOIN current c"
-                f" ON c.bucket = v.bucket AND c.key = v.key WHERE {where}"
-                " ORDER BY v.key, v.seq DESC LIMIT ?",
-                (*args, max_keys + 1),
-            ).fetchall()
-        rows = [r for r in rows if r[2].startswith(prefix)]
-        truncated = len(rows) > max_keys
-        rows = rows[:max_keys]
-        versions = [_meta(r, bool(r[13])) for r in rows]
-        if truncated and versions:
-            return VersionListing(versions, True, versions[-1].key, versions[-1].version_id)
-        return VersionListing(versions, False, None, None)
+        with self._db.read() as conn:
+            return listing.versions(
+                conn,
+                bucket,
+                prefix=prefix,
+                key_marker=key_marker,
+                version_marker=version_marker,
+                max_keys=max_keys,
+            )
 
-    # -- writes ----------------------------------------------------------------------------
+    # -- writes --------------------------------------------------------------------------------
 
-    def _current(self, conn: sqlite3.Connection, bucket: str, key: str) -> ObjectMeta | None:
-        row = conn.execute(
-            f"SELECT {_VCOLS} FROM current c JOIN versions v ON v.seq = c.seq"
-            " WHERE c.bucket=? AND c.key=?",
-            (bucket, key),
-        ).fetchone()
-        return _meta(row) if row else None
-
-    @staticmethod
-    def _check(current: ObjectMeta | None, cond: Conditions, key: str) -> None:
-        live = current is not None and not current.deleted
-        if cond.if_none_match is not None:
-            if cond.if_none_match.strip() != "*":
-                raise InvalidArgument("If-None-Match on writes supports only '*'")
-            if live:
-                raise PreconditionFailed(Condition="If-None-Match")
-        if cond.if_match is not None:
-            if not live or current is None:
-                raise NoSuchKey(Key=key)
-            wanted = [t.strip().strip('"') for t in cond.if_match.split(",")]
-            if "*" not in wanted and current.etag not in wanted:
-                raise PreconditionFailed(Condition="If-Match")
-
-    def _insert(
+    def put(
         self,
-        conn: sqlite3.Connection,
         bucket: str,
         key: str,
-        obj: NewObject | None,
-        parts: int = 0,
+        obj: NewObject,
+        cond: Conditions,
+        *,
+        limit: Quota | None = None,
     ) -> ObjectMeta:
-        version_id = new_version_id()
-        now = time.time()
-        if obj is None:  # delete marker
-            values: tuple[object, ...] = (bucket, key, version_id, 1, 0, "", "", "", "{}", "{}")
-        else:
-            values = (
-                bucket,
-                key,
-                version_id,
-                0,
-                len(obj.data),
-                obj.etag,
-                obj.sha256,
-                obj.content_type,
-                json.dumps(obj.checksums),
-                json.dumps(obj.metadata),
-            )
-        cur = conn.execute(
-            "INSERT INTO versions (bucket, key, version_id, deleted, size, etag, sha256,"
-            " content_type, checksums, metadata, created, parts)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (*values, now, parts),
-        )
-        seq = cur.lastrowid
-        assert seq is not None
-        if obj is not None:
-            conn.execute("INSERT INTO blobs (seq, data) VALUES (?, ?)", (seq, obj.data))
-        conn.execute(
-            "INSERT OR REPLACE INTO current (bucket, key, seq, deleted) VALUES (?, ?, ?, ?)",
-            (bucket, key, seq, int(obj is None)),
-        )
-        self._trim(conn, bucket, key)
-        row = conn.execute(f"SELECT {_VCOLS} FROM versions v WHERE v.seq=?", (seq,)).fetchone()
-        return _meta(row)
-
-    def _trim(self, conn: sqlite3.Connection, bucket: str, key: str) -> None:
-        """Keep the newest ``retain`` versions of a key."""
-        row = conn.execute(
-            "SELECT seq FROM versions WHERE bucket=? AND key=? ORDER BY seq DESC LIMIT 1 OFFSET ?",
-            (bucket, key, self.retain),
-        ).fetchone()
-        if row is None:
-            return
-        doomed = "SELECT seq FROM versions WHERE bucket=? AND key=? AND seq <= ?"
-        conn.execute(f"DELETE FROM blobs WHERE seq IN ({doomed})", (bucket, key, row[0]))
-        conn.execute(
-            "DELETE FROM versions WHERE bucket=? AND key=? AND seq <= ?", (bucket, key, row[0])
-        )
-
-    def put(self, bucket: str, key: str, obj: NewObject, cond: Conditions) -> ObjectMeta:
+        """Store a new version; conditions and quota decided inside the write's transaction."""
         self._require_bucket(bucket)
-        if len(obj.data) > self.max_object_bytes:
+        payload = obj.payload
+        if payload.size > self.limits.max_object_bytes:
             raise EntityTooLarge()
+        self._room(payload.size)
+        body = versions.Body(
+            size=payload.size,
+            etag=payload.md5,
+            sha256=payload.sha256,
+            content_type=obj.content_type,
+            checksums=obj.checksums,
+            metadata=obj.metadata,
+            data=payload.read() if payload.in_memory else None,
+        )
 
-        def op(conn: sqlite3.Connection) -> ObjectMeta:
-            self._check(self._current(conn, bucket, key), cond, key)
-            return self._insert(conn, bucket, key, obj)
+        def op(conn: sqlite3.Connection, body: versions.Body) -> tuple[ObjectMeta, list[str]]:
+            check_conditions(versions.current(conn, bucket, key), cond, key)
+            before = quota.before(conn, bucket, limit)
+            meta, files = versions.insert(conn, bucket, key, body, self.limits)
+            quota.enforce(conn, bucket, limit, before)
+            return meta, files
 
-        return self._write(op)
+        if payload.in_memory:
+            meta, doomed = self._db.write(lambda conn: op(conn, body))
+        else:
+            with self.files.placed(payload) as rel:
+                filed = dataclasses.replace(body, file=rel, data=None)
+                meta, doomed = self._db.write(lambda conn: op(conn, filed))
+        self.files.unlink(doomed)
+        return meta
 
     def delete(self, bucket: str, key: str, version_id: str | None = None) -> ObjectMeta | None:
-        """Add a delete marker (or, with a version id, erase that version for good)."""
+        """Add a delete marker (or, with a version id, erase that version for good).
+
+        Works on a full disk: the reserve file is given back if SQLite cannot commit.
+        """
         self._require_bucket(bucket)
 
-        def mark(conn: sqlite3.Connection) -> ObjectMeta | None:
-            current = self._current(conn, bucket, key)
+        def mark(conn: sqlite3.Connection) -> tuple[ObjectMeta | None, list[str]]:
+            current = versions.current(conn, bucket, key)
             if current is None or current.deleted:
-                return None
-            return self._insert(conn, bucket, key, None)
+                return None, []
+            return versions.insert(conn, bucket, key, None, self.limits)
 
-        def erase(conn: sqlite3.Connection) -> ObjectMeta | None:
-            row = conn.execute(
-                f"SELECT {_VCOLS} FROM versions v WHERE v.bucket=? AND v.key=? AND v.version_id=?",
-                (bucket, key, version_id),
-            ).fetchone()
-            if row is None:
-                raise NoSuchVersion(Key=key, VersionId=version_id or "")
-            seq = row[0]
-            conn.execute("DELETE FROM blobs WHERE seq=?", (seq,))
-            conn.execute("DELETE FROM versions WHERE seq=?", (seq,))
-            newest = conn.execute(
-                "SELECT seq, deleted FROM versions WHERE bucket=? AND key=? ORDER BY seq DESC"
-                " LIMIT 1",
-                (bucket, key),
-            ).fetchone()
-            if newest is None:
-                conn.execute("DELETE FROM current WHERE bucket=? AND key=?", (bucket, key))
-            else:
-                conn.execute(
-                    "UPDATE current SET seq=?, deleted=? WHERE bucket=? AND key=?",
-                    (newest[0], newest[1], bucket, key),
-                )
-            return _meta(row)
+        def erase(conn: sqlite3.Connection) -> tuple[ObjectMeta | None, list[str]]:
+            return versions.erase(conn, bucket, key, version_id or "")
 
-        return self._write(erase if version_id else mark)
+        def run() -> ObjectMeta | None:
+            meta, doomed = self._db.write(erase if version_id else mark)
+            self.files.unlink(doomed)
+            return meta
 
-    # -- multipart -------------------------------------------------------------------------
+        return self._freeing(run)
+
+    # -- multipart -----------------------------------------------------------------------------
 
     def create_upload(
         self,
@@ -628,31 +328,13 @@ class Store:
         algo: str | None,
     ) -> str:
         self._require_bucket(bucket)
-        upload_id = secrets.token_urlsafe(24)
-        self._write(
-            lambda conn: conn.execute(
-                "INSERT INTO uploads VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (upload_id, bucket, key, content_type, json.dumps(metadata), algo, time.time()),
-            )
+        return self.uploads.create(
+            bucket, key, content_type=content_type, metadata=metadata, algo=algo
         )
-        return upload_id
-
-    def _upload(
-        self, conn: sqlite3.Connection, upload_id: str, bucket: str, key: str
-    ) -> tuple[str, dict[str, str], str | None]:
-        row = conn.execute(
-            "SELECT content_type, metadata, algorithm FROM uploads"
-            " WHERE upload_id=? AND bucket=? AND key=?",
-            (upload_id, bucket, key),
-        ).fetchone()
-        if row is None:
-            raise NoSuchUpload(UploadId=upload_id)
-        return row[0], json.loads(row[1]), row[2]
 
     def upload_algorithm(self, upload_id: str, bucket: str, key: str) -> str | None:
         self._require_bucket(bucket)
-        with self._read() as conn:
-            return self._upload(conn, upload_id, bucket, key)[2]
+        return self.uploads.algorithm(upload_id, bucket, key)
 
     def put_part(
         self,
@@ -660,103 +342,57 @@ class Store:
         key: str,
         upload_id: str,
         number: int,
+        obj: NewObject,
         *,
-        data: bytes,
-        etag: str,
-        sha256: str,
-        checksums: dict[str, str],
+        limit: Quota | None = None,
     ) -> None:
         self._require_bucket(bucket)
-        if len(data) > self.max_object_bytes:
-            raise EntityTooLarge()
-
-        def op(conn: sqlite3.Connection) -> None:
-            self._upload(conn, upload_id, bucket, key)
-            conn.execute(
-                "INSERT OR REPLACE INTO parts VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (upload_id, number, etag, len(data), sha256, json.dumps(checksums), data),
-            )
-
-        self._write(op)
+        self.uploads.put_part(
+            bucket, key, upload_id, number, obj.payload, checksums=obj.checksums, limit=limit
+        )
 
     def complete_upload(
         self,
         bucket: str,
         key: str,
         upload_id: str,
-        wanted: list[tuple[int, str, dict[str, str]]],
+        wanted: Wanted,
         cond: Conditions,
-        assemble: Callable[[list[bytes], list[PartInfo], str | None], NewObject],
+        *,
+        limit: Quota | None = None,
     ) -> ObjectMeta:
-        """Stitch the named parts into one new version; all checks inside the transaction."""
+        """Stitch the named parts into one new version (streamed; checks in the transaction)."""
         self._require_bucket(bucket)
-        numbers = [n for n, _, _ in wanted]
-        if numbers != sorted(set(numbers)):
-            raise InvalidPartOrder()
-        if len(numbers) > MAX_PARTS:
-            raise InvalidArgument("too many parts")
-
-        def op(conn: sqlite3.Connection) -> ObjectMeta:
-            content_type, metadata, algo = self._upload(conn, upload_id, bucket, key)
-            stored = {
-                r[0]: r
-                for r in conn.execute(
-                    "SELECT part_number, etag, size, checksums FROM parts WHERE upload_id=?",
-                    (upload_id,),
-                )
-            }
-            infos: list[PartInfo] = []
-            total = 0
-            for i, (number, etag, sums) in enumerate(wanted):
-                row = stored.get(number)
-                if row is None or (etag and etag != row[1]):
-                    raise InvalidPart(PartNumber=str(number))
-                part_sums: dict[str, str] = json.loads(row[3])
-                for name, value in sums.items():
-                    if name in part_sums and part_sums[name] != value:
-                        raise InvalidPart(PartNumber=str(number))
-                if i < len(wanted) - 1 and row[2] < MIN_PART_BYTES:
-                    raise EntityTooSmall(PartNumber=str(number))
-                total += row[2]
-                infos.append(PartInfo(number, row[1], row[2], part_sums))
-            if total > self.max_object_bytes:
-                raise EntityTooLarge()
-            self._check(self._current(conn, bucket, key), cond, key)
-            chunks = [
-                conn.execute(
-                    "SELECT data FROM parts WHERE upload_id=? AND part_number=?",
-                    (upload_id, n),
-                ).fetchone()[0]
-                for n in numbers
-            ]
-            built = assemble(chunks, infos, algo)
-            obj = NewObject(
-                data=built.data,
-                etag=built.etag,
-                sha256=built.sha256,
-                content_type=content_type,
-                checksums=built.checksums,
-                metadata=metadata,
-            )
-            meta = self._insert(conn, bucket, key, obj, parts=len(numbers))
-            conn.execute("DELETE FROM parts WHERE upload_id=?", (upload_id,))
-            conn.execute("DELETE FROM uploads WHERE upload_id=?", (upload_id,))
-            return meta
-
-        return self._write(op)
+        return self.uploads.complete(bucket, key, upload_id, wanted, cond, limit)
 
     def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
         self._require_bucket(bucket)
+        self._freeing(lambda: self.uploads.abort(bucket, key, upload_id))
 
-        def op(conn: sqlite3.Connection) -> None:
-            self._upload(conn, upload_id, bucket, key)
-            conn.execute("DELETE FROM parts WHERE upload_id=?", (upload_id,))
-            conn.execute("DELETE FROM uploads WHERE upload_id=?", (upload_id,))
+    def list_uploads(
+        self,
+        bucket: str,
+        *,
+        prefix: str,
+        delimiter: str,
+        key_marker: str,
+        upload_marker: str,
+        max_uploads: int,
+    ) -> UploadListing:
+        self._require_bucket(bucket)
+        with self._db.read() as conn:
+            return listing.uploads(
+                conn,
+                bucket,
+                prefix=prefix,
+                delimiter=delimiter,
+                key_marker=key_marker,
+                upload_marker=upload_marker,
+                max_uploads=max_uploads,
+            )
 
-        self._write(op)
-
-    # -- maintenance -----------------------------------------------------------------------
-
-    def integrity_check(self) -> str:
-        with self._read() as conn:
-            return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
+    def list_parts(
+        self, bucket: str, key: str, upload_id: str, *, marker: int, max_parts: int
+    ) -> tuple[list[PartInfo], bool]:
+        self._require_bucket(bucket)
+        return self.uploads.parts(bucket, key, upload_id, marker=marker, max_parts=max_parts)

@@ -1,141 +1,54 @@
-"""Benchmark: the forkstage state server against moto_server, measured in the same run.
+"""Benchmark: the forkstage state server against moto_server and ``rclone serve s3``, in one run.
 
-Both servers run as child processes on 127.0.0.1; the client replays Terraform's apply request
-sequence and hammers PUT/GET/lock operations with pre-signed raw HTTP requests over keep-alive
-connections (signing once per distinct request keeps the Python client out of the way). The disk's
-fsync latency is measured in the same run, since every acknowledged write waits for one.
+All three run as child processes on 127.0.0.1 (rclone: Go, local directory backend, no versioning,
+no fsync); the client replays Terraform's apply request sequence and hammers PUT/GET/lock operations
+with pre-signed raw HTTP requests over keep-alive connections. Also measured in the same run: each
+server's resident memory idle and with 100 open keep-alive connections, and the disk's fsync
+latency, since every acknowledged forkstage write waits for one. Issue #13's goals are evaluated
+on the spot. ``--profile`` then runs forkstage in-process under cProfile for the PUT @1 and lock
+cells and prints where the time goes (a missed goal comes with its profile).
 
-Run: .venv/bin/python bench/state_server.py   (about a minute; prints one table)
+Run: .venv/bin/python bench/state_server.py [--profile]   (about a minute and a half)
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
-import hashlib
-import http.client
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
+from s3peers import (
+    BUCKET,
+    CLIENT_THREAD,
+    Conn,
+    Prepared,
+    Target,
+    honours_if_none_match,
+    prepare,
+    print_profile,
+    rss_mib,
+    rss_with_connections,
+    start_forkstage,
+    start_moto,
+    start_rclone,
+    thread_profiles,
+)
 
-from localcloud.net import free_port
-
-BUCKET = "forkstage-state"
 KEY = "forkstage/terraform.tfstate"
 DURATION = 1.5  # seconds per throughput cell
 REPLAYS = 150  # apply sequences per server
-BIN = Path(sys.executable).parent
-
-
-@dataclass(frozen=True)
-class Target:
-    name: str
-    host: str
-    port: int
-    akid: str
-    secret: str
-
-
-@dataclass(frozen=True)
-class Prepared:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-def prepare(
-    t: Target, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
-) -> Prepared:
-    hdrs = {"x-amz-content-sha256": hashlib.sha256(body).hexdigest(), **(headers or {})}
-    req = AWSRequest(method=method, url=f"http://{t.host}:{t.port}{path}", headers=hdrs, data=body)
-    req.headers["Host"] = f"{t.host}:{t.port}"
-    signer = S3SigV4Auth(Credentials(t.akid, t.secret), "s3", "us-east-1")
-    signer.add_auth(req)
-    out = dict(req.headers.items())
-    if body:
-        out["Content-Length"] = str(len(body))
-    return Prepared(method, path, out, body)
-
-
-class Conn:
-    def __init__(self, t: Target) -> None:
-        self.http = http.client.HTTPConnection(t.host, t.port, timeout=30)
-
-    def send(self, p: Prepared) -> int:
-        self.http.putrequest(p.method, p.path, skip_host=True, skip_accept_encoding=True)
-        for k, v in p.headers.items():
-            self.http.putheader(k, v)
-        self.http.endheaders(p.body or None)
-        resp = self.http.getresponse()
-        resp.read()
-        return resp.status
-
-
-def wait_port(port: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
-
-
-def start_forkstage(data: Path) -> tuple[subprocess.Popen[bytes], Target]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            str(BIN / "forkstage"),
-            "backend",
-            "serve",
-            "--quiet",
-            "--port",
-            str(port),
-            "--data",
-            str(data),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_port(port)
-    creds = json.loads((data / "credentials.json").read_text())["credentials"]
-    admin = next(c for c in creds if c["policy"] == "admin")
-    return proc, Target(
-        "forkstage", "127.0.0.1", port, admin["access_key_id"], admin["secret_access_key"]
-    )
-
-
-def start_moto() -> tuple[subprocess.Popen[bytes], Target]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_port(port)
-    t = Target("moto", "127.0.0.1", port, "testing", "testing")
-    c = Conn(t)
-    c.send(prepare(t, "PUT", f"/{BUCKET}"))
-    versioning = (
-        b'<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
-        b"<Status>Enabled</Status></VersioningConfiguration>"
-    )
-    c.send(prepare(t, "PUT", f"/{BUCKET}?versioning", versioning))
-    return proc, t
+CONNECTIONS = 100  # open keep-alive connections for the memory row
+PAYLOAD = os.urandom(4096)
 
 
 def state_body(serial: int) -> bytes:
@@ -180,6 +93,7 @@ def apply_sequence(t: Target) -> list[float]:
             latencies.append(time.perf_counter() - start)
             if got != want:
                 raise RuntimeError(f"{t.name}: {p.method} {p.path} -> {got}, wanted {want}")
+    conn.close()
     return latencies
 
 
@@ -202,8 +116,11 @@ def throughput(t: Target, clients: int, make: Callable[[Target, int], list[Prepa
                     raise RuntimeError(f"{t.name}: {p.method} {p.path} -> {status}")
             n += len(plan)
         counts[i] = n
+        conn.close()
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
+    threads = [
+        threading.Thread(target=run, args=(i,), name=f"{CLIENT_THREAD}-{i}") for i in range(clients)
+    ]
     for th in threads:
         th.start()
     stop_at[0] = time.perf_counter() + DURATION
@@ -214,15 +131,14 @@ def throughput(t: Target, clients: int, make: Callable[[Target, int], list[Prepa
     return sum(counts) / (time.perf_counter() - started)
 
 
-PAYLOAD = os.urandom(4096)
-
-
 def put_plan(t: Target, i: int) -> list[Prepared]:
     return [prepare(t, "PUT", f"/{BUCKET}/env%3A/c{i}/{KEY}", PAYLOAD)]
 
 
 def get_plan(t: Target, i: int) -> list[Prepared]:
-    Conn(t).send(put_plan(t, i)[0])
+    conn = Conn(t)
+    conn.send(put_plan(t, i)[0])
+    conn.close()
     return [prepare(t, "GET", f"/{BUCKET}/env%3A/c{i}/{KEY}")]
 
 
@@ -255,63 +171,159 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def main() -> None:
-    began = time.monotonic()
-    work = Path(tempfile.mkdtemp(prefix="forkstage-bench-"))
+@dataclass
+class Row:
+    metric: str
+    values: dict[str, float | None]  # by server; None: the peer cannot do it faithfully
+    lower_is_better: bool = False
+    goal: str = ""
+    ok: bool | None = None
+    note: str = ""
+
+
+def better(row: Row, peer: str) -> str:
+    """How many times better forkstage is than ``peer`` on this row."""
+    a, b = row.values.get("forkstage"), row.values.get(peer)
+    if not a or not b:
+        return "-"
+    return f"{(b / a if row.lower_is_better else a / b):.1f}x"
+
+
+def measure(work: Path) -> tuple[list[Row], list[float]]:
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        fs_proc, fs = start_forkstage(work / "state")
-        procs.append(fs_proc)
-        moto_proc, moto = start_moto()
-        procs.append(moto_proc)
+        peers: list[Target] = []
+        starters: list[Callable[[], tuple[subprocess.Popen[bytes], Target]]] = [
+            lambda: start_forkstage(work / "state"),
+            start_moto,
+            lambda: start_rclone(work / "rclone"),
+        ]
+        for start in starters:
+            proc, target = start()
+            procs.append(proc)
+            peers.append(target)
+        idle = {t.name: rss_mib(t.pid) for t in peers}
+        locks = {t.name: honours_if_none_match(t) for t in peers}
+        no_lock = ", ".join(
+            f"{n} ignores If-None-Match (no lock): n/a" for n, v in locks.items() if not v
+        )
         fsync = fsync_latency(work)
-        rows: list[tuple[str, float, float, str]] = []
-        seq = {t.name: apply_sequence(t) for t in (fs, moto)}
+        rows: list[Row] = []
+        seq = {t.name: apply_sequence(t) if locks[t.name] else None for t in peers}
         for q, label in ((0.5, "p50"), (0.99, "p99")):
-            a, b = pct(seq["forkstage"], q) * 1e3, pct(seq["moto"], q) * 1e3
-            rows.append((f"apply sequence {label} latency (ms)", a, b, "p99 < 5 ms"))
-        single_put: list[float] = []
+            vals = {n: (pct(v, q) * 1e3 if v else None) for n, v in seq.items()}
+            row = Row(
+                f"apply sequence {label} latency (ms)", vals, lower_is_better=True, note=no_lock
+            )
+            if label == "p99":
+                row.goal, row.ok = "< 5 ms", (vals["forkstage"] or 99) < 5
+            rows.append(row)
         for label, plan in (("PUT", put_plan), ("GET", get_plan)):
             for clients in (1, 8, 32):
-                a = throughput(fs, clients, plan)
-                b = throughput(moto, clients, plan)
-                rows.append((f"{label} ops/s @{clients}", a, b, ">= 3x moto"))
-                if label == "PUT" and clients == 1:
-                    single_put = [1 / a]
+                vals = {t.name: throughput(t, clients, plan) for t in peers}
+                row = Row(f"{label} ops/s @{clients}", dict(vals))
+                if label == "PUT":
+                    row.note = "rclone keeps no versions and does not fsync"
+                if (label, clients) == ("PUT", 1):
+                    row.goal, row.ok = ">= 3x moto", vals["forkstage"] >= 3 * vals["moto"]
+                if (label, clients) == ("GET", 8):
+                    row.goal, row.ok = ">= rclone", vals["forkstage"] >= vals["rclone"]
+                rows.append(row)
         for clients in (1, 8):
-            a = throughput(fs, clients, lock_plan) / 2
-            b = throughput(moto, clients, lock_plan) / 2
-            rows.append((f"lock+unlock pairs/s @{clients}", a, b, ">= 3x moto"))
+            vals = {
+                t.name: throughput(t, clients, lock_plan) / 2 if locks[t.name] else None
+                for t in peers
+            }
+            row = Row(f"lock+unlock pairs/s @{clients}", vals, note=no_lock)
+            if clients == 1 and vals["moto"]:
+                row.goal, row.ok = ">= 3x moto", (vals["forkstage"] or 0) >= 3 * vals["moto"]
+            rows.append(row)
+        rows.append(Row("memory idle, at start (MiB RSS)", dict(idle), lower_is_better=True))
+        busy = {t.name: rss_with_connections(t, CONNECTIONS, get_plan(t, 0)[0]) for t in peers}
+        rows.append(
+            Row(f"memory, {CONNECTIONS} keep-alive conns (MiB)", dict(busy), lower_is_better=True)
+        )
+        return rows, fsync
     finally:
         for p in procs:
             p.terminate()
         for p in procs:
             p.wait(timeout=10)
-        shutil.rmtree(work, ignore_errors=True)
 
+
+def show(rows: list[Row], fsync: list[float], runtime: float) -> None:
     print(
-        f"forkstage state server vs moto_server — same run, 127.0.0.1, {os.cpu_count()} cores, "
-        f"{dt.datetime.now():%Y-%m-%d %H:%M}"
+        f"forkstage state server vs moto_server vs rclone serve s3 — same run, 127.0.0.1, "
+        f"{os.cpu_count()} cores, 4 KiB objects, {dt.datetime.now():%Y-%m-%d %H:%M}"
     )
-    print(f"{'metric':<36} {'forkstage':>10} {'moto':>10} {'ratio':>8}  {'goal':<12} ok")
-    for name, a, b, goal in rows:
-        if "latency" in name:
-            ratio = b / a if a else 0.0
-            ok = "NO" if "p99" in name and a >= 5 else "yes"
-        else:
-            ratio = a / b if b else 0.0
-            ok = "yes" if ratio >= 3 else "NO"
-        print(f"{name:<36} {a:>10.2f} {b:>10.2f} {ratio:>7.1f}x  {goal:<12} {ok}")
+    head = (
+        f"{'metric':<38} {'forkstage':>9} {'moto':>9} {'rclone':>9} {'vs moto':>8} {'vs rclone':>9}"
+    )
+    print(f"{head}  {'goal':<11} {'ok':<4} note")
+    for r in rows:
+        cells = " ".join(
+            f"{v:>9.2f}" if v is not None else f"{'n/a':>9}"
+            for v in (r.values.get(n) for n in ("forkstage", "moto", "rclone"))
+        )
+        ok = "" if r.ok is None else ("yes" if r.ok else "NO")
+        line = f"{r.metric:<38} {cells} {better(r, 'moto'):>8} {better(r, 'rclone'):>9}"
+        print(f"{line}  {r.goal:<11} {ok:<4} {r.note}")
     f50, f99 = pct(fsync, 0.5) * 1e3, pct(fsync, 0.99) * 1e3
-    put_ms = single_put[0] * 1e3 if single_put else float("nan")
-    print(f"{'disk fsync latency p50 / p99 (ms)':<36} {f50:>10.3f} {f99:>10.3f}")
-    times = put_ms / f50 if f50 else 0.0
+    put = next(r.values["forkstage"] for r in rows if r.metric == "PUT ops/s @1") or 0.0
+    put_ms = 1e3 / put if put else float("nan")
+    print(f"disk fsync latency p50 / p99: {f50:.3f} / {f99:.3f} ms; one forkstage PUT @1 takes "
+          f"{put_ms:.3f} ms = {put_ms / f50 if f50 else 0:.1f} fsyncs")  # fmt: skip
     print(
-        f"{'PUT @1 mean (ms) vs fsync p50':<36} {put_ms:>10.3f} {'':>10} {times:>7.1f}x  "
-        f"(one durable PUT costs {times:.1f} fsyncs)"
+        "durability: forkstage fsyncs every acknowledged PUT (and keeps its versions); "
+        "rclone serve s3 and moto_server do not fsync (moto keeps everything in memory)"
     )
-    runtime = time.monotonic() - began
-    print(f"(ratio: throughput forkstage/moto, latency moto/forkstage; runtime {runtime:.0f}s)")
+    print(
+        "(vs: how many times better forkstage is — throughput forkstage/peer, latency and "
+        f"memory peer/forkstage; n/a: not faithful, see note; runtime {runtime:.0f}s)"
+    )
+
+
+def _stop(servers: list[Any]) -> None:
+    for srv in servers:
+        srv.shutdown()
+        srv.server_close()
+
+
+def profile_forkstage(folder: Path) -> None:
+    """PUT @1 and lock @1 against an in-process server, every server thread under cProfile."""
+    from backend import credentials
+    from backend.server import make_server, serve_in_thread
+
+    cells = (("PUT @1", put_plan, 1), ("lock+unlock pairs @1", lock_plan, 2))
+    for title, plan, per in cells:
+        data = folder / title.split()[0]
+        servers: list[Any] = []
+        with thread_profiles(lambda servers=servers: _stop(servers)) as profiles:
+            servers.append(make_server(data_dir=data))
+            serve_in_thread(servers[0])
+            admin = credentials.ensure_admin(data)
+            port = int(servers[0].endpoint.rsplit(":", 1)[1])
+            t = Target(
+                "in-process", "127.0.0.1", port, admin.access_key_id, admin.secret_access_key
+            )
+            rate = throughput(t, 1, plan) / per
+        print(f"\nin-process {title}: {rate:.0f}/s (the client shares the process and the GIL)")
+        print_profile(title, profiles)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--profile", action="store_true", help="then profile PUT @1 and lock @1")
+    args = parser.parse_args()
+    began = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="forkstage-bench-"))
+    try:
+        rows, fsync = measure(work)
+        show(rows, fsync, time.monotonic() - began)
+        if args.profile:
+            profile_forkstage(work / "profile")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from botocore.exceptions import ClientError
 from conftest import BUCKET, Running, _start, raw_request
 
 from backend import checksums
+from backend.limits import Limits
 
 
 def code_of(exc: pytest.ExceptionInfo[ClientError]) -> str:
@@ -288,7 +289,7 @@ def test_versions_and_delete_markers(state_server: Running) -> None:
 
 
 def test_retention_keeps_last_n_versions(tmp_path: Path) -> None:
-    for running in _start(tmp_path / "d", retain=3):
+    for running in _start(tmp_path / "d", limits=Limits(retain_versions=3)):
         s3 = running.client()
         for i in range(6):
             s3.put_object(Bucket=BUCKET, Key="k", Body=f"{i}".encode())
