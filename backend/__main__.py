@@ -3,8 +3,13 @@
 Usage::
 
     python -m backend serve [--host 127.0.0.1] [--port 4599] [--data DIR]
-                            [--tls-cert cert.pem --tls-key key.pem] [--retain 100]
-                            [--bucket forkstage-state] [--quiet]
+                            [--tls-cert cert.pem --tls-key key.pem]
+                            [--bucket forkstage-state] [--quiet] [LIMITS]
+
+LIMITS are ``--max-connections N --header-timeout S --idle-timeout S --body-grace S
+--body-min-rate SIZE --max-object-size SIZE --stage-max-keys N --stage-max-bytes SIZE
+--retain N --retain-days D --upload-expiry-hours H --disk-reserve SIZE --memory-body SIZE``
+(SIZE is bytes or ``256KiB``/``64MiB``/``1GiB``; defaults in ``backend/limits.py``).
 
 ``--data`` is required unless ``FORKSTAGE_HOME`` is set; then it defaults to
 ``$FORKSTAGE_HOME/state`` (where the forkstage CLI keeps the embedded server's data). No project
@@ -23,7 +28,14 @@ import os
 import sys
 from pathlib import Path
 
-from backend.serve import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_RETAIN, ServeError, run
+from backend.serve import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    LIMIT_OPTIONS,
+    ServeError,
+    limits_from_options,
+    run,
+)
 from backend.server import DEFAULT_BUCKET
 
 
@@ -40,9 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate.")
     serve.add_argument("--tls-key", type=Path, default=None, help="PEM private key.")
-    serve.add_argument("--retain", type=int, default=DEFAULT_RETAIN, help="Versions per key.")
     serve.add_argument("--bucket", default=DEFAULT_BUCKET, help="Bucket made at start.")
     serve.add_argument("--quiet", action="store_true", help="Do not log one line per request.")
+    for option in LIMIT_OPTIONS:
+        serve.add_argument(option.flag, default=None, metavar=option.metavar, help=option.help)
     return parser
 
 
@@ -56,13 +69,14 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         data = Path(home).resolve() / "state"
     try:
+        limits = limits_from_options(**{o.dest: getattr(args, o.dest) for o in LIMIT_OPTIONS})
         run(
             data_dir=data,
             host=args.host,
             port=args.port,
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
-            retain=args.retain,
+            limits=limits,
             bucket=args.bucket,
             quiet=args.quiet,
         )

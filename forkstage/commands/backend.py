@@ -45,30 +45,63 @@ def backend() -> None:
     """
 
 
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def _limit_options(fn: Any) -> Any:
+    """Every state-server limit as a flag, from the server's own table (one source of truth)."""
+    from backend.limits import DEFAULT_LIMITS
+    from backend.serve import LIMIT_OPTIONS
+
+    for option in reversed(LIMIT_OPTIONS):
+        default = getattr(DEFAULT_LIMITS, option.field)
+        shown = (
+            _size(default).replace(".0 ", "").replace(" ", "") if option.kind == "size" else default
+        )
+        fn = click.option(
+            option.flag,
+            option.dest,
+            default=None,
+            metavar=option.metavar,
+            help=f"{option.help} [default: {shown}]",
+        )(fn)
+    return fn
+
+
 @backend.command("serve")
 @click.option("--host", default=None, help="Address to bind (default: the embedded endpoint's).")
 @click.option("--port", default=None, type=int, help="Default: the embedded endpoint's; 0 picks.")
 @_data_option
 @click.option("--tls-cert", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), default=None)
-@click.option("--retain", default=100, show_default=True, type=int, help="Versions kept per key.")
 @click.option("--bucket", default=None, help="Bucket made at start (default: the settings').")
 @click.option("--quiet", is_flag=True, help="Do not log one line per request.")
+@_limit_options
 def serve(
     host: str | None,
     port: int | None,
     data_dir: Path | None,
     tls_cert: Path | None,
     tls_key: Path | None,
-    retain: int,
     bucket: str | None,
     quiet: bool,
+    **limit_options: str | None,
 ) -> None:
     """Run the state server in the foreground until interrupted (where other commands look).
 
-    Example: forkstage backend serve --port 4599 --data .forkstage/state
+    Every limit (connections, deadlines, sizes, quotas, retention, disk reserve) has a flag;
+    docs/state-server.md lists them with their defaults.
+
+    Example: forkstage backend serve --port 4599 --max-connections 512 --max-object-size 128MiB
     """
-    from backend.serve import DEFAULT_HOST, DEFAULT_PORT, ServeError, run
+    from backend.limits import DEFAULT_LIMITS
+    from backend.serve import DEFAULT_HOST, DEFAULT_PORT, ServeError, limits_from_options, run
 
     project = Project.load()
     configured = project.settings.backend
@@ -80,7 +113,7 @@ def serve(
             port=(parts.port or DEFAULT_PORT) if port is None else port,
             tls_cert=tls_cert,
             tls_key=tls_key,
-            retain=retain,
+            limits=limits_from_options(DEFAULT_LIMITS, **limit_options),
             bucket=bucket or configured.bucket,
             quiet=quiet,
         )
@@ -112,15 +145,6 @@ def stop() -> None:
         click.echo("state server stopped")
     else:
         click.echo("no state server was running")
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
 
 
 @backend.command("status")
@@ -231,13 +255,25 @@ def versions_cmd(
     if not found:
         click.echo(f"no versions of {state_key}")
         return
-    click.echo(f"{'VERSION ID':<28} {'LAST MODIFIED (UTC)':<20} {'SIZE':>9} {'SERIAL':>6}  LATEST")
+    click.echo(
+        f"{'VERSION ID':<28} {'LAST MODIFIED (UTC)':<20} {'SIZE':>9} {'SERIAL':>6}  "
+        f"{'KEPT UNTIL (UTC)':<22} LATEST"
+    )
     for v in found:
         when = v.last_modified.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
         size = "deleted" if v.deleted else str(v.size)
         serial = "" if v.serial is None else str(v.serial)
         latest = "*" if v.latest else ""
-        click.echo(f"{v.version_id:<28} {when:<20} {size:>9} {serial:>6}  {latest}")
+        click.echo(f"{v.version_id:<28} {when:<20} {size:>9} {serial:>6}  {_kept(v):<22} {latest}")
+
+
+def _kept(v: Any) -> str:
+    """Until when the server keeps a version: always for the newest, else date and writes."""
+    if v.latest:
+        return "always (newest)"
+    if v.expires is None:
+        return "-"  # the bucket's own lifecycle rules decide (AWS S3, R2)
+    return f"{v.expires.astimezone(dt.UTC):%Y-%m-%d} or {v.writes_left} writes"
 
 
 @backend.command("rollback")

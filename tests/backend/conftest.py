@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import ipaddress
+import os
 import socket
 import subprocess
 import sys
@@ -78,7 +79,7 @@ def _start(data_dir: Path, **kwargs: Any) -> Iterator[Running]:
 
 @pytest.fixture
 def state_server(tmp_path: Path) -> Iterator[Running]:
-    yield from _start(tmp_path / "state", request_timeout=5.0)
+    yield from _start(tmp_path / "state")
 
 
 @pytest.fixture(scope="session")
@@ -125,7 +126,7 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.fixture
 def tls_server(tmp_path: Path, tls_files: tuple[Path, Path]) -> Iterator[Running]:
     cert, key = tls_files
-    for running in _start(tmp_path / "state-tls", certfile=cert, keyfile=key, request_timeout=5.0):
+    for running in _start(tmp_path / "state-tls", certfile=cert, keyfile=key):
         running.ca_bundle = cert
         yield running
 
@@ -327,3 +328,101 @@ def raw_request(
         return RawResponse(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
     finally:
         conn.close()
+
+
+# -- raw sockets and the module server (connections, malformed heads) ---------------------------
+
+
+def port_of(endpoint: str) -> int:
+    return int(endpoint.rsplit(":", 1)[1])
+
+
+def read_response(sock: socket.socket) -> RawResponse | None:
+    """One HTTP response from a raw socket (None if the server closed without answering)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        try:
+            chunk = sock.recv(65536)
+        except (ConnectionResetError, TimeoutError):
+            chunk = b""
+        if not chunk:
+            return None
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    length = int(headers.get("content-length", "0"))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return RawResponse(int(lines[0].split(" ")[1]), headers, body[:length])
+
+
+def raw_exchange(endpoint: str, payload: bytes, *, timeout: float = 10) -> RawResponse | None:
+    """Send raw bytes on a fresh connection and read one answer."""
+    with socket.create_connection(("127.0.0.1", port_of(endpoint)), timeout=timeout) as sock:
+        with contextlib.suppress(OSError):
+            sock.sendall(payload)
+        return read_response(sock)
+
+
+def signed_head(
+    endpoint: str,
+    method: str,
+    path: str,
+    cred: Credential,
+    *,
+    headers: dict[str, str] | None = None,
+    body: bytes = b"",
+    payload_hash: str | None = None,
+    wire_path: str | None = None,
+) -> bytes:
+    """A request head signed for ``path`` (sent as ``wire_path`` if given), for raw sockets."""
+    signed = sign_headers(
+        method, endpoint + path, cred, headers=headers, body=body, payload_hash=payload_hash
+    )
+    if not any(k.lower() == "host" for k in signed):
+        signed["Host"] = endpoint.split("//", 1)[1]
+    lines = [f"{method} {wire_path or path} HTTP/1.1"] + [f"{k}: {v}" for k, v in signed.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def start_module_server(
+    data_dir: Path, port: int, *extra: str, preexec_fn: Callable[[], None] | None = None
+) -> subprocess.Popen[str]:
+    """``python -m backend serve`` as a child process; returns once it accepts connections."""
+    command = [sys.executable, "-m", "backend", "serve", "--port", str(port)]
+    proc = subprocess.Popen(
+        [*command, "--data", str(data_dir), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=preexec_fn,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {proc.stderr.read() if proc.stderr else ''}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("server did not start")
+
+
+def proc_status(pid: int, field: str) -> int:
+    """A ``/proc/<pid>/status`` value in kB (VmHWM, VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -79,7 +79,7 @@ def test_module_serves_without_project_packages_and_stops_on_sigterm(tmp_path: P
     assert "backend.server" in imported and "backend.serve" in imported
     leaked = sorted(m for m in imported if m.split(".")[0] in PROJECT_PACKAGES)
     assert leaked == []
-    assert "PUT /forkstage-state/env:/staging/x 200" in err
+    assert 'PUT "/forkstage-state/env:/staging/x" 200' in err  # target quoted (issue #13)
 
 
 def _env(**extra: str) -> dict[str, str | None]:

@@ -108,9 +108,26 @@ def test_versions_and_rollback(state_server: Running) -> None:
     assert [v["version_id"] for v in versions] == ids[::-1]
     assert [v["serial"] for v in versions] == [3, 2, 1]
     assert [v["latest"] for v in versions] == [True, False, False]
+    # what the server keeps: the newest always, older ones by the count and age rules
+    assert versions[0]["expires"] is None
+    assert [v["writes_left"] for v in versions[1:]] == [99, 98]
+    assert all(v["expires"] > v["last_modified"] for v in versions[1:])
     table = invoke("versions", "--stage", "staging", *common, env=home)
-    assert table.output.splitlines()[0].split()[:2] == ["VERSION", "ID"]
-    assert ids[0] in table.output
+    lines = table.output.splitlines()
+    assert lines[0].split()[:2] == ["VERSION", "ID"] and "KEPT UNTIL (UTC)" in lines[0]
+    assert "always (newest)" in lines[1] and lines[3].startswith(ids[0])
+    assert lines[3].rstrip().endswith(f"{versions[2]['expires'][:10]} or 98 writes")
+
+    status = invoke("status", *common, "--json", env=home)
+    assert status.exit_code == 0, status.output
+    health = json.loads(status.output)
+    assert health["endpoint"] == state_server.endpoint and health["free_bytes"] > 0
+    assert health["connections"] >= 1 and health["max_connections"] == 256
+    text = invoke("status", *common, env=home)
+    assert text.output.splitlines()[0] == f"state server: {state_server.endpoint}"
+    assert "of 256" in text.output.splitlines()[2]
+    gone = invoke("status", "--endpoint", "http://127.0.0.1:9", env=home)
+    assert gone.exit_code == 1 and "no forkstage state server answers" in gone.output
 
     s3 = state_server.client()
     s3.put_object(Bucket=BUCKET, Key=KEY + ".tflock", Body=b'{"ID": "x"}')
@@ -201,7 +218,7 @@ def test_serve_prints_endpoint_logs_requests_and_stops(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=10)
     assert proc.returncode == 0
-    assert "PUT /forkstage-state/env:/staging/x 200" in err
+    assert 'PUT "/forkstage-state/env:/staging/x" 200' in err  # target quoted (issue #13)
     assert "admin" in err
     assert admin.secret_access_key not in err + out and admin.access_key_id not in err + out
     assert "AWS4-HMAC-SHA256" not in err
@@ -211,6 +228,11 @@ def test_serve_rejects_bad_options(tmp_path: Path) -> None:
     half = invoke("serve", "--tls-cert", __file__, "--data", str(tmp_path))
     assert half.exit_code == 2 and "--tls-key" in half.output
     assert invoke("serve", "--retain", "0", "--data", str(tmp_path)).exit_code == 2
+    size = invoke("serve", "--max-object-size", "64MB", "--data", str(tmp_path / "s"))
+    assert size.exit_code == 2 and "--max-object-size: '64MB' is not a size" in size.output
+    conns = invoke("serve", "--max-connections", "0", "--data", str(tmp_path / "s"))
+    assert conns.exit_code == 2 and "--max-connections must be at least 1" in conns.output
+    assert not (tmp_path / "s").exists()
 
 
 @pytest.mark.parametrize(
@@ -220,6 +242,11 @@ def test_serve_rejects_bad_options(tmp_path: Path) -> None:
         (["--retain", "0"], "--retain must be at least 1"),
         (["--port", "70000"], "--port must be between 0 and 65535"),
         (["--bucket", "Bad_Bucket"], "invalid bucket name 'Bad_Bucket'"),
+        (["--idle-timeout", "-1"], "--idle-timeout must be greater than 0"),
+        (
+            ["--disk-reserve", "lots"],
+            "--disk-reserve: 'lots' is not a size (bytes, or a unit: 256KiB, 64MiB, 1GiB)",
+        ),
     ],
 )
 def test_module_serve_rejects_bad_options(tmp_path: Path, args: list[str], message: str) -> None:

@@ -20,7 +20,7 @@ WS = "env:/pr-1/"
 @pytest.fixture
 def small_quota(tmp_path: Path) -> Iterator[Running]:
     limits = Limits(stage_max_keys=4, stage_max_bytes=64 * KIB, memory_body_bytes=8 * KIB)
-    yield from _start(tmp_path / "state", limits=limits, request_timeout=5.0)
+    yield from _start(tmp_path / "state", limits=limits)
 
 
 def _error(exc: pytest.ExceptionInfo[ClientError]) -> tuple[int, str, str]:
