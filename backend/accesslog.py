@@ -1,9 +1,9 @@
 """One access-log line per request, safe to read: nothing a client sends can forge a line.
 
-The request target (decoded, as the router read it) and the user agent are quoted, with quotes,
-backslashes and every control or non-printable character escaped (``\\n``, ``\\x00``,
-``\\u2028``). The credential appears by its log-safe name only; the Authorization header and
-secrets never reach this module.
+The request target (decoded, as the router read it, query values dropped) and the user agent
+are quoted, with quotes, backslashes and every control or non-printable character escaped
+(``\\n``, ``\\x00``, ``\\u2028``). The credential appears by its log-safe name only; the
+Authorization header and secrets never reach this module.
 """
 
 from __future__ import annotations
@@ -33,6 +33,18 @@ def _escape_char(c: str) -> str:
     if code < 0x10000:
         return f"\\u{code:04x}"
     return f"\\U{code:08x}"
+
+
+def without_values(target: str) -> str:
+    """The target with its query's values dropped, names kept (``?uploadId&partNumber``).
+
+    Query values can carry what must never be logged (a presigned URL's signature, say);
+    the names are enough to tell which operation a line was.
+    """
+    path, sep, query = target.partition("?")
+    if not sep:
+        return path
+    return path + "?" + "&".join(piece.partition("=")[0] for piece in query.split("&") if piece)
 
 
 def line(

@@ -128,18 +128,23 @@ class _Job:
 
 
 class Database:
-    """Pooled reader connections and one writer thread; safe to use from many threads."""
+    """Pooled reader connections and one writer connection; safe to use from many threads.
+
+    Group commit without a writer thread: a writing thread queues its job, then takes the commit
+    lock; whoever holds it runs every queued job in one transaction and one fsync. A lone write
+    (Terraform's lock or state PUT) so commits on its own thread with no hand-off, and writes
+    that arrive while a commit is on disk are batched into the next one.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._write_lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._commit_lock = threading.Lock()
         self._writer = self.connect()
         migrate(self._writer)
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._closed = False
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._writer_loop, name="store-writer", daemon=True)
-        self._thread.start()
+        self._pending: list[_Job] = []
 
     def connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -149,13 +154,14 @@ class Database:
         return conn
 
     def close(self) -> None:
-        with self._write_lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._jobs.put(None)
-        self._thread.join()
-        self._writer.close()
+        with self._commit_lock:
+            with self._queue_lock:
+                if self._closed:
+                    return
+                self._closed = True
+            with contextlib.suppress(sqlite3.Error):
+                self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._writer.close()
         while True:
             try:
                 self._readers.get_nowait().close()
@@ -178,58 +184,46 @@ class Database:
     def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in the writer's transaction; return once it is durably committed.
 
+        Each job runs inside its own savepoint, so a refused write (a failed precondition, a
+        quota) rolls back alone; nobody is answered before the shared COMMIT has returned.
         A full disk surfaces as InsufficientStorage (the caller may free space and retry).
         """
         job: _Job = _Job(fn)
-        with self._write_lock:
+        with self._queue_lock:
             if self._closed:
                 raise InternalError("the store is closed")
-            self._jobs.put(job)
-        job.done.wait()
+            self._pending.append(job)
+        while not job.done.is_set():
+            with self._commit_lock:
+                if job.done.is_set():
+                    break
+                with self._queue_lock:
+                    batch = self._pending[:MAX_BATCH]
+                    del self._pending[:MAX_BATCH]
+                if batch:
+                    self._run_batch(self._writer, batch)
         if job.error is not None:
             raise job.error
         result: T = job.result
         return result
 
-    def _writer_loop(self) -> None:
-        """Group commit: drain waiting writes into one transaction and pay for one fsync.
-
-        Each job runs inside its own savepoint, so a refused write (a failed precondition, a
-        quota) rolls back alone; nobody is answered before the shared COMMIT has returned.
-        """
-        conn = self._writer
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            batch = [job]
-            stop = False
-            while len(batch) < MAX_BATCH:
-                try:
-                    extra = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if extra is None:
-                    stop = True
-                    break
-                batch.append(extra)
-            self._run_batch(conn, batch)
-            if stop:
-                return
-
     @staticmethod
     def _run_batch(conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        alone = len(batch) == 1  # then the transaction is the job's own: no savepoint needed
         try:
             conn.execute("BEGIN IMMEDIATE")
             for job in batch:
-                conn.execute("SAVEPOINT op")
+                if not alone:
+                    conn.execute("SAVEPOINT op")
                 try:
                     job.result = job.fn(conn)
                 except BaseException as exc:  # handed to the waiting request thread
-                    conn.execute("ROLLBACK TO op")
+                    if not alone:
+                        conn.execute("ROLLBACK TO op")
                     job.error = InsufficientStorage() if disk_full(exc) else exc
-                conn.execute("RELEASE op")
-            conn.execute("COMMIT")
+                if not alone:
+                    conn.execute("RELEASE op")
+            conn.execute("ROLLBACK" if alone and batch[0].error is not None else "COMMIT")
         except BaseException as exc:
             with contextlib.suppress(sqlite3.Error):
                 if conn.in_transaction:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from backend import bodies, policy, sigv4, wire
+from backend import accesslog, bodies, policy, sigv4, wire
 from backend.connection import BUSY, Connection, ConnectionCut
 from backend.credentials import Credential, CredentialBook
 from backend.dispatch import DEFAULT_WORKERS, Dispatcher
@@ -94,12 +94,13 @@ class Handler:
         try:
             head = wire.parse_head(raw)
         except S3Error as err:  # the body's framing is unknown: answer, then close
-            ex.method, ex.target = _request_line(raw)
+            ex.method, target = _request_line(raw)
+            ex.target = accesslog.without_values(target)
             conn.linger = True
             resp = render_error(err, resource="", request_id=request_id)
             await self.responder.answer(conn, ex, resp, keep=False, head_only=False)
             return False
-        ex.method, ex.target = head.method, head.target
+        ex.method, ex.target = head.method, accesslog.without_values(head.target)
         if self.log is not None:
             ex.agent = head.headers.get("user-agent", "-")
         if head.content_length or head.chunked:
@@ -136,7 +137,9 @@ class Handler:
             return self._health(head.method)
         wire.check_target(head)
         if self.log is not None:
-            ex.target = wire.display_path(head.path) + ("?" + head.query if head.query else "")
+            ex.target = accesslog.without_values(
+                wire.display_path(head.path) + ("?" + head.query if head.query else "")
+            )
         query = wire.parse_query(head.query)
         params = dict(query)
         bucket, key = wire.split_path(head.path)

@@ -219,6 +219,11 @@ def start_cli_server(data_dir: Path, port: int, *extra: str) -> subprocess.Popen
         stderr=subprocess.PIPE,
         text=True,
     )
+    return wait_listening(proc, port)
+
+
+def wait_listening(proc: subprocess.Popen[str], port: int) -> subprocess.Popen[str]:
+    """The server process, once its port accepts connections (RuntimeError if it exits)."""
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -401,17 +406,7 @@ def start_module_server(
         text=True,
         preexec_fn=preexec_fn,
     )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {proc.stderr.read() if proc.stderr else ''}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("server did not start")
+    return wait_listening(proc, port)
 
 
 def proc_status(pid: int, field: str) -> int:
