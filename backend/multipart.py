@@ -76,15 +76,20 @@ class Uploads:
         content_type: str,
         metadata: dict[str, str],
         algo: str | None,
+        limit: Quota | None = None,
     ) -> str:
         self._room(0)
         upload_id = secrets.token_urlsafe(24)
-        self._db.write(
-            lambda conn: conn.execute(
+
+        def op(conn: sqlite3.Connection) -> None:
+            if limit is not None:
+                quota.enforce_uploads(conn, bucket, limit)
+            conn.execute(
                 "INSERT INTO uploads VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (upload_id, bucket, key, content_type, json.dumps(metadata), algo, time.time()),
             )
-        )
+
+        self._db.write(op)
         return upload_id
 
     def algorithm(self, upload_id: str, bucket: str, key: str) -> str | None:

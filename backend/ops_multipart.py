@@ -33,6 +33,7 @@ def create_multipart_upload(req: S3Request) -> Response:
         content_type=req.headers.get("Content-Type") or "binary/octet-stream",
         metadata=user_metadata(req),
         algo=algo,
+        limit=req.quota,
     )
     inner = xmlio.el("Bucket", req.bucket) + xmlio.el("Key", req.key)
     inner += xmlio.el("UploadId", upload_id)

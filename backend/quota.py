@@ -175,3 +175,21 @@ def enforce(
 
 def before(conn: sqlite3.Connection, bucket: str, limit: Quota | None) -> tuple[int, int]:
     return usage(conn, bucket, limit.prefix) if limit is not None else (0, 0)
+
+
+def enforce_uploads(conn: sqlite3.Connection, bucket: str, limit: Quota) -> None:
+    """An unfinished upload is a key in the making: a stage may hold as many as it may keys.
+
+    Empty uploads hold no bytes, so without this a credential could pile up upload records
+    (expired only after a day) faster than anything else bounds them.
+    """
+    pending = conn.execute(
+        "SELECT count(*) FROM uploads WHERE bucket = ? AND key >= ? AND key < ?",
+        (bucket, limit.prefix, _upper(limit.prefix)),
+    ).fetchone()[0]
+    if pending >= limit.max_keys:
+        raise QuotaExceeded(
+            f"quota exceeded under {limit.prefix}: at most {limit.max_keys} unfinished multipart"
+            f" uploads, {pending} open; complete or abort some",
+            Limit="uploads",
+        )

@@ -326,10 +326,11 @@ class Store:
         content_type: str,
         metadata: dict[str, str],
         algo: str | None,
+        limit: Quota | None = None,
     ) -> str:
         self._require_bucket(bucket)
         return self.uploads.create(
-            bucket, key, content_type=content_type, metadata=metadata, algo=algo
+            bucket, key, content_type=content_type, metadata=metadata, algo=algo, limit=limit
         )
 
     def upload_algorithm(self, upload_id: str, bucket: str, key: str) -> str | None:

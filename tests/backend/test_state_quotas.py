@@ -97,6 +97,26 @@ def test_byte_quota_counts_versions_and_parts(small_quota: Running) -> None:
     assert _consistent(small_quota)
 
 
+def test_unfinished_uploads_are_capped_per_stage(small_quota: Running) -> None:
+    """Empty uploads hold no bytes; the key limit also caps how many a stage keeps open."""
+    s3 = small_quota.client(small_quota.issue(policy="stage", stage="pr-1"))
+    ids = [s3.create_multipart_upload(Bucket=BUCKET, Key=f"{WS}u{i}")["UploadId"] for i in range(4)]
+    with pytest.raises(ClientError) as exc:
+        s3.create_multipart_upload(Bucket=BUCKET, Key=f"{WS}u4")
+    status, code, message = _error(exc)
+    assert (status, code) == (403, "QuotaExceeded") and "4 unfinished multipart uploads" in message
+    listed = s3.list_multipart_uploads(Bucket=BUCKET, Prefix=WS)["Uploads"]
+    assert sorted(u["UploadId"] for u in listed) == sorted(ids)  # the refusal added nothing
+    # another stage and admin are not held back; aborting one makes room again
+    other = small_quota.client(small_quota.issue(policy="stage", stage="pr-2"))
+    other.create_multipart_upload(Bucket=BUCKET, Key="env:/pr-2/u")
+    admin = small_quota.client()
+    extra = admin.create_multipart_upload(Bucket=BUCKET, Key=f"{WS}by-admin")["UploadId"]
+    admin.abort_multipart_upload(Bucket=BUCKET, Key=f"{WS}by-admin", UploadId=extra)
+    s3.abort_multipart_upload(Bucket=BUCKET, Key=f"{WS}u0", UploadId=ids[0])
+    s3.create_multipart_upload(Bucket=BUCKET, Key=f"{WS}u4")
+
+
 def test_concurrent_writes_cannot_both_take_the_last_key(small_quota: Running) -> None:
     cred = small_quota.issue(policy="stage", stage="pr-1")
     s3 = small_quota.client(cred)
