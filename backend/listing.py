@@ -118,7 +118,9 @@ def uploads(
         args += [key_marker, upload_marker, key_marker]
     elif key_marker:
         where += " AND key > ?"
-        args.append(key_marker)
+        # a marker that is a common prefix (the last entry of a page) skips that whole group
+        rolled = delimiter and key_marker.startswith(prefix) and key_marker.endswith(delimiter)
+        args.append(key_marker + _TOP if rolled else key_marker)
     found: list[UploadInfo] = []
     prefixes: list[str] = []
     last: tuple[str, str] | None = None
@@ -140,9 +142,10 @@ def uploads(
             break
         if common is not None:
             prefixes.append(common)
+            last = (common, "")
         else:
             found.append(UploadInfo(upload_id, b, key, created, algo))
-        last = (key, upload_id)
+            last = (key, upload_id)
     if truncated and last is not None:
         return UploadListing(found, prefixes, True, last[0], last[1])
     return UploadListing(found, prefixes, False, None, None)
