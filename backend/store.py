@@ -278,7 +278,8 @@ class Store:
         )
 
         def op(conn: sqlite3.Connection, body: versions.Body) -> tuple[ObjectMeta, list[str]]:
-            check_conditions(versions.current(conn, bucket, key), cond, key)
+            if cond.if_none_match is not None or cond.if_match is not None:
+                check_conditions(versions.current(conn, bucket, key), cond, key)
             before = quota.before(conn, bucket, limit)
             meta, files = versions.insert(conn, bucket, key, body, self.limits)
             quota.enforce(conn, bucket, limit, before)
