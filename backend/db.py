@@ -124,7 +124,7 @@ class _Job:
         self.fn = fn
         self.result: Any = None
         self.error: BaseException | None = None
-        self.done = threading.Event()
+        self.done = False  # set by whichever thread committed it, under the commit lock
 
 
 class Database:
@@ -193,9 +193,9 @@ class Database:
             if self._closed:
                 raise InternalError("the store is closed")
             self._pending.append(job)
-        while not job.done.is_set():
+        while not job.done:
             with self._commit_lock:
-                if job.done.is_set():
+                if job.done:
                     break
                 with self._queue_lock:
                     batch = self._pending[:MAX_BATCH]
@@ -239,4 +239,4 @@ class Database:
                     job.result = None
         finally:
             for job in batch:
-                job.done.set()
+                job.done = True

@@ -17,8 +17,6 @@ import json
 import os
 import traceback
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 from backend import accesslog, bodies, policy, sigv4, wire
 from backend.connection import BUSY, Connection, ConnectionCut
@@ -40,6 +38,7 @@ from backend.limits import Limits
 from backend.operations import PAYLOAD_OPS, route
 from backend.respond import Exchange, Responder, render_error
 from backend.s3types import EMPTY, Payload, PayloadSink, Quota, Response, S3Request
+from backend.store import Store
 
 Logger = Callable[[str], None]
 
@@ -56,11 +55,9 @@ class Handler:
     def __init__(
         self,
         *,
-        store: Any,
+        store: Store,
         book: CredentialBook,
         limits: Limits,
-        data_dir: Path,
-        spool_dir: Path,
         log: Logger | None,
         connections: Callable[[], int],
         workers: int = DEFAULT_WORKERS,
@@ -68,8 +65,6 @@ class Handler:
         self.store = store
         self.book = book
         self.limits = limits
-        self.data_dir = data_dir
-        self.spool_dir = spool_dir
         self.log = log
         self.connections = connections
         self.dispatcher = Dispatcher(workers)
@@ -188,7 +183,6 @@ class Handler:
             store=self.store,
             limits=self.limits,
             quota=self._quota(cred),
-            credential=ex.who,
             cred=cred,
         )
         try:
@@ -238,7 +232,7 @@ class Handler:
         if head.expect_continue:
             conn.write(wire.CONTINUE)
         memory = self.limits.memory_body_bytes if op in PAYLOAD_OPS else MAX_SMALL_BODY
-        sink = PayloadSink(self.spool_dir, memory_limit=memory) if keeps else None
+        sink = PayloadSink(self.store.spool_dir, memory_limit=memory) if keeps else None
         ex.body = _PARTIAL
         conn.begin_body()
         try:

@@ -92,10 +92,6 @@ class Uploads:
         self._db.write(op)
         return upload_id
 
-    def algorithm(self, upload_id: str, bucket: str, key: str) -> str | None:
-        with self._db.read() as conn:
-            return _upload(conn, upload_id, bucket, key)[2]
-
     def put_part(
         self,
         bucket: str,

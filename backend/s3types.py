@@ -272,7 +272,6 @@ class S3Request:
     store: Store
     limits: Limits
     quota: Quota | None = None
-    credential: str = "-"  # for messages: who asked
     # the authenticated credential: listings and HEAD show each key as its GET would
     cred: Credential | None = None
 

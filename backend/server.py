@@ -65,8 +65,6 @@ class StateServer:
             store=store,
             book=book,
             limits=limits,
-            data_dir=data_dir,
-            spool_dir=spool_dir(store, data_dir),
             log=log,
             connections=lambda: self.listener.count if self.listener else 0,
         )
@@ -170,23 +168,6 @@ class StateServer:
             os.close(self._lock_fd)
 
 
-def spool_dir(store: Any, data_dir: Path) -> Path:
-    """Where request bodies are spooled: the store's choice, on its filesystem."""
-    return Path(store.spool_dir)
-
-
-def _open_store(data_dir: Path, limits: Limits) -> Store:
-    return Store(data_dir, limits=limits)
-
-
-def _clear_spool(folder: Path) -> None:
-    """Bodies spooled by a previous run that died mid-request."""
-    if folder.is_dir():
-        for stale in folder.glob("body-*"):
-            with contextlib.suppress(OSError):
-                stale.unlink()
-
-
 def _tls_context(certfile: Path | None, keyfile: Path | None) -> ssl.SSLContext | None:
     if certfile is None and keyfile is None:
         return None
@@ -225,8 +206,7 @@ def make_server(
     store: Store | None = None
     try:
         credentials.ensure_admin(data_dir)
-        store = _open_store(data_dir, limits)
-        _clear_spool(spool_dir(store, data_dir))
+        store = Store(data_dir, limits=limits)  # it empties its spool dir of a crash's bodies
         store.create_bucket(bucket, exist_ok=True)
         return StateServer(
             (host, port),

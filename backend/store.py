@@ -334,10 +334,6 @@ class Store:
             bucket, key, content_type=content_type, metadata=metadata, algo=algo, limit=limit
         )
 
-    def upload_algorithm(self, upload_id: str, bucket: str, key: str) -> str | None:
-        self._require_bucket(bucket)
-        return self.uploads.algorithm(upload_id, bucket, key)
-
     def put_part(
         self,
         bucket: str,
