@@ -1,0 +1,110 @@
+"""The settings model: what one app's ``forkstage.toml`` resolves to (defaults included)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from cdk.stage import Stage, StageClasses
+
+SETTINGS_FILE = "forkstage.toml"
+EMBEDDED_ENDPOINT = "http://127.0.0.1:4599"
+# workers.dev subdomain until [cloudflare] workers_subdomain / CLOUDFLARE_WORKERS_SUBDOMAIN is set
+PLACEHOLDER_WORKERS_SUBDOMAIN = "your-subdomain"
+
+
+class SettingsError(ValueError):
+    """forkstage.toml is unreadable or holds a value we cannot use."""
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    """Where every stage's state lives (an S3 API: the embedded server, S3 or R2)."""
+
+    kind: Literal["embedded", "s3"] = "embedded"
+    endpoint: str = EMBEDDED_ENDPOINT
+    bucket: str = "forkstage-state"
+    key: str = "forkstage/terraform.tfstate"
+    region: str = "us-east-1"
+
+    @property
+    def embedded(self) -> bool:
+        return self.kind == "embedded"
+
+
+# Neon's Free plan caps history retention at 21600 s; the provider's own default (86400) is refused
+# there (kislerdm/neon provider/resource_project.go; provider issue #176).
+FREE_PLAN_RETENTION = 21600
+# Cheap compute for referencing stages' endpoints unless [neon.compute] says otherwise.
+REFERENCING_COMPUTE = {"min_cu": 0.25, "max_cu": 0.25, "suspend_timeout_seconds": 300}
+
+
+@dataclass(frozen=True)
+class NeonCompute:
+    """``[neon.compute]``: what a stage's endpoint asks for; None leaves Neon's default."""
+
+    min_cu: float | None = None
+    max_cu: float | None = None
+    suspend_timeout_seconds: int | None = None
+
+    def for_stage(self, referencing: bool) -> NeonCompute:
+        """Referencing stages fill the cheap defaults; owner stages keep only what is set."""
+        if not referencing:
+            return self
+        d = REFERENCING_COMPUTE
+        return NeonCompute(
+            min_cu=d["min_cu"] if self.min_cu is None else self.min_cu,
+            max_cu=d["max_cu"] if self.max_cu is None else self.max_cu,
+            suspend_timeout_seconds=int(d["suspend_timeout_seconds"])
+            if self.suspend_timeout_seconds is None
+            else self.suspend_timeout_seconds,
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One app's settings; defaults make a fresh project work on the embedded backend."""
+
+    root: Path
+    app: str = "forkstage"
+    owner_stage: str = "staging"
+    referencing: tuple[str, ...] = ("pr-*",)
+    long_lived: tuple[str, ...] = ("staging", "prod")
+    personal: tuple[str, ...] = ("dev_*",)
+    protected: tuple[str, ...] = ("prod",)
+    neon_region: str = "aws-us-east-1"
+    neon_pg_version: int = 16
+    fork_from: Literal["default", "owner-branch"] = "default"
+    neon_org_id: str = ""
+    neon_history_retention_seconds: int = FREE_PLAN_RETENTION
+    neon_compute: NeonCompute = field(default_factory=NeonCompute)
+    cloudflare_account_id: str = ""
+    compatibility_date: str = "2025-09-01"
+    cloudflare_workers_subdomain: str = PLACEHOLDER_WORKERS_SUBDOMAIN
+    worker_dir: str = "worker"
+    migrations_dir: str = "migrations"
+    target: Literal["local", "cloud"] = "local"
+    backend: BackendSettings = field(default_factory=BackendSettings)
+
+    @property
+    def worker_path(self) -> Path:
+        return self.root / self.worker_dir
+
+    @property
+    def migrations_path(self) -> Path:
+        return self.root / self.migrations_dir
+
+    @property
+    def stage_classes(self) -> StageClasses:
+        """``[stages]``: which names are stages of this project, and of which kind."""
+        return StageClasses(
+            owner=self.owner_stage,
+            long_lived=self.long_lived,
+            referencing=self.referencing,
+            personal=self.personal,
+        )
+
+    def parse_stage(self, name: str) -> Stage:
+        """The stage ``name`` of this project; StageError if invalid or in no stage class."""
+        return self.stage_classes.parse(name)
