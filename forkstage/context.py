@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cdk.settings import Settings, SettingsError, load_settings
 from cdk.stage import Stage, StageError
-from forkstage.engine import forkstage_home, project_root
+from forkstage.engine import find_project_root, forkstage_home
 from forkstage.errors import BadInput
 
 
@@ -25,7 +25,22 @@ class Project:
 
     @classmethod
     def load(cls, start: Path | None = None) -> Project:
-        return cls(root=project_root(start))
+        """The project around ``start`` (default: the current folder); BadInput (exit 2)
+        outside one, before anything is created or started."""
+        found = cls.find(start)
+        if found is None:
+            here = (start or Path.cwd()).resolve()
+            raise BadInput(
+                f"not a forkstage project: no forkstage.toml in {here} or above; "
+                "run `forkstage init` to make one, or cd into the app's folder"
+            )
+        return found
+
+    @classmethod
+    def find(cls, start: Path | None = None) -> Project | None:
+        """The project around ``start``, None outside one (for commands that need none)."""
+        root = find_project_root(start)
+        return None if root is None else cls(root=root)
 
     @cached_property
     def settings(self) -> Settings:
@@ -59,7 +74,8 @@ class Project:
             app = json.loads(path.read_text()).get("app")
         except (OSError, ValueError):
             raise BadInput(
-                f"no readable cdktf.json in {self.root}: run forkstage in a project"
+                f"no readable cdktf.json in {self.root}: every forkstage app has one "
+                '(`forkstage init` writes it, with "app": "python3 main.py")'
             ) from None
         if not isinstance(app, str) or not app.strip():
             raise BadInput(f'{path} has no "app" command')

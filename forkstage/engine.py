@@ -13,16 +13,22 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-MARKERS = ("forkstage.toml", "cdktf.json")
+MARKER = "forkstage.toml"
+
+
+def find_project_root(start: Path | None = None) -> Path | None:
+    """The nearest folder (upwards) holding forkstage.toml; None outside any project (a
+    cdktf.json alone is not a forkstage project)."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / MARKER).is_file():
+            return folder
+    return None
 
 
 def project_root(start: Path | None = None) -> Path:
-    """The nearest folder (upwards) holding forkstage.toml or cdktf.json; else the start folder."""
-    here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if any((folder / m).is_file() for m in MARKERS):
-            return folder
-    return here
+    """The nearest folder (upwards) holding forkstage.toml; else the start folder."""
+    return find_project_root(start) or (start or Path.cwd()).resolve()
 
 
 def forkstage_home(root: Path | None = None, environ: Mapping[str, str] | None = None) -> Path:
@@ -41,7 +47,9 @@ def terraform_binary() -> str:
     found = shutil.which("forkstage-terraform")
     if found:
         return found
-    raise FileNotFoundError("forkstage-terraform is not installed: run `make install`")
+    raise FileNotFoundError(
+        "forkstage-terraform is not installed: reinstall forkstage (pip install forkstage)"
+    )
 
 
 def write_cli_config(home: Path, provider_installation: str = "") -> Path:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 from forkstage.context import Project
-from forkstage.errors import Failed
+from forkstage.errors import BadInput, Failed
+from forkstage.shadow import shadowing
 
 DEFAULT_OUTPUT = "cdktf.out"
 
@@ -30,26 +32,52 @@ def run_app(
     passes False and the app sees the caller's shell as `npx cdktf synth` would.
     """
     app = project.app_command()
+    problem = shadowing(project.root)
+    if problem:
+        raise BadInput(problem)
+    argv = app_argv(app)
     out.mkdir(parents=True, exist_ok=True)
     env = {**env, "FORKSTAGE_STAGE": stage, "CDKTF_OUTDIR": str(out)}
     env.pop("STAGE", None)
     if prepared:
         env["FORKSTAGE_PREPARED"] = stage
-    proc = subprocess.run(
-        shlex.split(app),
-        cwd=project.root,
-        env=env,
-        text=True,
-        capture_output=True,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
+    try:
+        proc = subprocess.run(
+            argv,
+            cwd=project.root,
+            env=env,
+            text=True,
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+    except OSError as exc:
+        raise BadInput(
+            f'the app command {app!r} (cdktf.json "app") cannot start: {exc.strerror or exc}'
+        ) from None
+    output = (proc.stderr or proc.stdout).strip()
+    if proc.returncode == 2 and output and len(output.splitlines()) == 1:
+        raise BadInput(output.removeprefix("error: "))  # the app's own one-line refusal
     if proc.returncode != 0:
-        raise Failed(f"synth failed: {(proc.stderr or proc.stdout).strip()}")
+        raise Failed(f"synth failed: {output}")
     path = out / "stacks" / f"stack-{stage}" / "cdk.tf.json"
     if not path.is_file():
         raise Failed(f"synth wrote no stack-{stage}: is {app!r} a forkstage app?")
     return path
+
+
+def app_argv(app: str) -> list[str]:
+    """The app command as argv; ``python``/``python3`` is the interpreter forkstage runs in, so
+    the app imports the same forkstage wherever it was installed (no `.venv` assumed)."""
+    try:
+        argv = shlex.split(app)
+    except ValueError as exc:
+        raise BadInput(f'cdktf.json "app" {app!r} is not a command line: {exc}') from None
+    if not argv:
+        raise BadInput('cdktf.json has an empty "app" command: use e.g. "python3 main.py"')
+    if argv[0] in ("python", "python3"):
+        argv[0] = sys.executable
+    return argv
 
 
 def cdktf_stack_dir(project: Project, stage: str) -> Path:

@@ -47,13 +47,26 @@ def test_default_and_repo_classes_accept_each_kind(
     assert settings.parse_stage(name) == Stage(name=name, kind=kind, owner=owner)
 
 
-@pytest.mark.parametrize("name", ["pr147", "staging2", "preview-12", "dev-sam", "feature"])
-def test_a_name_in_no_class_is_refused_naming_the_classes(tmp_path: Path, name: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [
+        ("pr147", ""),
+        ("staging2", "; did you mean staging?"),  # one edit from a long-lived stage
+        ("stagin", "; did you mean staging?"),
+        ("prd", "; did you mean prod?"),
+        ("preview-12", ""),
+        ("dev-sam", ""),
+        ("feature", ""),
+    ],
+)
+def test_a_name_in_no_class_is_refused_naming_the_classes(
+    tmp_path: Path, name: str, hint: str
+) -> None:
     with pytest.raises(StageError) as info:
         load_settings(tmp_path, environ={}).parse_stage(name)
     assert str(info.value) == (
         f"{name!r} is not a stage of this project: stages are {DEFAULT_CLASSES}; "
-        "add it under [stages] in forkstage.toml"
+        "add it under [stages] in forkstage.toml" + hint
     )
 
 
@@ -65,7 +78,7 @@ def test_syntax_checks_still_come_first(tmp_path: Path) -> None:
 def test_a_project_chooses_its_own_personal_and_long_lived_stages(tmp_path: Path) -> None:
     settings = settings_from(
         tmp_path,
-        '[stages]\nowner = "main-db"\nlong_lived = ["qa"]\npersonal = ["sandbox-*"]\n',
+        '[stages]\nowner = "main-db"\nlong_lived = ["main-db", "qa"]\npersonal = ["sandbox-*"]\n',
     )
     assert settings.parse_stage("sandbox-1") == Stage(name="sandbox-1", kind="personal")
     assert settings.parse_stage("main-db").kind == "owner"  # the owner is always long-lived
@@ -133,18 +146,21 @@ def test_stage_classes_in_the_file_are_checked(tmp_path: Path, text: str, messag
         (
             '[neno]\nregion = "aws-us-east-1"\n',
             "forkstage.toml: unknown section [neno]; did you mean [neon]? "
-            "(sections: app, stages, neon, cloudflare, backend, target, paths)",
+            "(sections: app, stages, neon, cloudflare, backend, target, paths, ci)",
         ),
         (
             "[deploy]\nparallel = 2\n",
             "forkstage.toml: unknown section [deploy] "
-            "(sections: app, stages, neon, cloudflare, backend, target, paths)",
+            "(sections: app, stages, neon, cloudflare, backend, target, paths, ci)",
         ),
         (
             '[neon]\naccount_id = "abc"\n',
             "forkstage.toml: unknown setting neon.account_id; did you mean cloudflare.account_id?",
         ),
-        ('[app]\ncolour = "red"\n', "forkstage.toml: unknown setting app.colour (app takes name)"),
+        (
+            '[app]\ncolour = "red"\n',
+            "forkstage.toml: unknown setting app.colour (app takes name, cdk)",
+        ),
         (
             '[stages]\npersonel = ["dev_*"]\n',
             "forkstage.toml: unknown setting stages.personel; did you mean stages.personal?",
@@ -152,7 +168,7 @@ def test_stage_classes_in_the_file_are_checked(tmp_path: Path, text: str, messag
         (
             'name = "shop"\n',
             "forkstage.toml: unknown setting name "
-            "(sections: app, stages, neon, cloudflare, backend, target, paths)",
+            "(sections: app, stages, neon, cloudflare, backend, target, paths, ci)",
         ),
         ("neon = 16\n", "forkstage.toml: neon must be a section ([neon]), not a value"),
     ],
