@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cdktf import S3Backend, TerraformStack
-
+from cdk.core import S3Backend, TerraformStack
 from cdk.settings import BackendSettings
 
 

@@ -10,9 +10,9 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from cdktf import AssetType, ITerraformDependable, TerraformAsset, TerraformOutput
 from constructs import Construct
 
+from cdk.core import AssetType, ITerraformDependable, TerraformAsset, TerraformOutput
 from cdk.postgres import PostgresOrigin
 from cdk.providers.generated import cloudflare
 from cdk.stack import ForkstageStack

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from cdktf import TerraformElement
 from constructs import Construct
 
+from cdk.core import TerraformElement
 from cdk.terraform_data import TerraformData
 
 

@@ -1,10 +1,13 @@
-"""How forkstage runs the jsii kernel that every cdktf app talks to: startup and per-call costs.
+"""How forkstage runs the jsii kernel that every CDK app talks to: startup and per-call costs.
 
+The same on cdktf 0.21 and cdktn 0.24 (both jsii libraries; tests/test_kernel.py runs each).
 Three speed-ups, none of which changes what a synth writes (tests/test_synth.py compares the
-output byte for byte with `npx cdktf synth`), each with a switch to take it out for comparison:
+output byte for byte with `npx cdktf synth` and `npx cdktn synth`), each with a switch to take it
+out for comparison:
 - ``use_fast_host``: one node process (Node 22 from package.json) instead of jsii's launcher
   plus kernel on the machine's node. FORKSTAGE_JSII_DIRECT=0 turns it off.
-- ``start_early``: node boots and loads constructs + cdktf while Python imports them.
+- ``start_early``: node boots and loads constructs + the runtime (cdktf or cdktn) while Python
+  imports them.
   FORKSTAGE_JSII_EARLY=0 turns it off.
 - ``memoize_overrides``: jsii's per-object scan of a class for overridden members, once per
   class. FORKSTAGE_JSII_MEMO=0 turns it off.
@@ -28,7 +31,7 @@ def use_fast_host() -> None:
     """Start the kernel with cdk/node/jsii-node: one node process, Node 22 when installed.
 
     jsii's stock launcher boots node twice (a launcher that only relays pipes, then the kernel)
-    on whatever node is on PATH. Must run before anything imports cdktf; a JSII_NODE or
+    on whatever node is on PATH. Must run before anything imports cdktf/cdktn; a JSII_NODE or
     JSII_RUNTIME chosen by the user wins.
     """
     env = os.environ
@@ -70,18 +73,16 @@ def memoize_overrides() -> None:
 
 
 # --------------------------------------------------------------------------- early start
-# Assemblies every forkstage app loads first (constructs, then cdktf), in jsii's order.
-EARLY_ASSEMBLIES = ("constructs", "cdktf")
 # The argument jsii's Python runtime passes before the runtime script.
 _NODE_ARGS = ("--max-old-space-size=4069",)
 
 
 def start_early() -> bool:
-    """Start the kernel and queue the constructs/cdktf loads before Python imports jsii.
+    """Start the kernel and queue the constructs/runtime loads before Python imports jsii.
 
-    jsii starts node only when `import cdktf` reaches its first load, then waits for node to
-    boot and for each assembly to load, one after the other (about 0.25 s), while Python sits
-    idle; Python's own imports (jsii, cdktf: about 0.15 s) cannot start before that either.
+    jsii starts node only when `import cdktf` (or cdktn) reaches its first load, then waits for
+    node to boot and for each assembly to load, one after the other (about 0.25 s), while Python
+    sits idle; Python's own imports (jsii, cdktf: about 0.15 s) cannot start before that either.
     Here node boots and loads both assemblies while Python imports jsii and cdktf. jsii then
     adopts this process and gets the queued answers when it asks for the same loads. Only with
     the fast host and this jsii's internals as expected; otherwise jsii starts as usual.
@@ -96,15 +97,22 @@ def start_early() -> bool:
         return False
     if "jsii" in sys.modules:
         return False  # too late: jsii may have started its kernel already
+    from cdk.runtime import RuntimeChoiceError, configured
+
+    try:
+        # what every forkstage app loads first, in jsii's order: constructs, then its runtime
+        assemblies = ("constructs", configured()[0])
+    except RuntimeChoiceError:
+        return False  # cdk.core says what is wrong when the app imports it
     roots = []
-    for package in ("jsii", *EARLY_ASSEMBLIES):  # where they are, without importing them
+    for package in ("jsii", *assemblies):  # where they are, without importing them
         spec = importlib.util.find_spec(package)
         if spec is None or not spec.submodule_search_locations:
             return False
         roots.append(Path(next(iter(spec.submodule_search_locations))))
     runtime = roots[0] / "_embedded" / "jsii" / "bin__jsii-runtime.js"
     loads = []
-    for name, root in zip(EARLY_ASSEMBLIES, roots[1:], strict=True):
+    for name, root in zip(assemblies, roots[1:], strict=True):
         tarballs = sorted((root / "_jsii").glob(f"{name}@*.jsii.tgz"))
         if len(tarballs) != 1 or not runtime.is_file():
             return False

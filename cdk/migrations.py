@@ -17,14 +17,14 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
-from cdktf import (
+from constructs import Construct
+
+from cdk.core import (
     AssetType,
     ITerraformDependable,
     LocalExecProvisioner,
     TerraformAsset,
 )
-from constructs import Construct
-
 from cdk.postgres import url_expression
 from cdk.stack import FormerScope
 from cdk.terraform_data import TerraformData

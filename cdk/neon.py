@@ -12,9 +12,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal, Protocol
 
-from cdktf import TerraformOutput
 from constructs import Construct
 
+from cdk.core import TerraformOutput
 from cdk.migrations import BranchMigrations
 from cdk.postgres import PostgresOrigin, pooler_host, url_expression
 from cdk.providers.generated import neon

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cdktf import Fn, ITerraformDependable
+from cdk.core import Fn, ITerraformDependable
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,10 @@ pr-147's own; a reference to staging must name workspace ``staging`` explicitly.
 
 from __future__ import annotations
 
-from cdktf import DataTerraformRemoteStateS3
 from constructs import Construct
 
 from cdk.backend import s3_config
+from cdk.core import DataTerraformRemoteStateS3
 from cdk.guard import WorkspaceGuard
 from cdk.settings import BackendSettings
 from cdk.stack import ForkstageStack

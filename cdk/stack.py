@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cdktf import TerraformOutput, TerraformStack
 from constructs import Construct, IConstruct
 
 from cdk.backend import add_s3_backend
+from cdk.core import TerraformOutput, TerraformStack
 from cdk.guard import WorkspaceGuard
 from cdk.settings import Settings
 from cdk.stage import Stage

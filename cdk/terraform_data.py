@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cdktf import ITerraformDependable, LocalExecProvisioner, TerraformResource
 from constructs import Construct
+
+from cdk.core import ITerraformDependable, LocalExecProvisioner, TerraformResource
 
 
 class TerraformData(TerraformResource):

@@ -6,10 +6,10 @@ project instead of a ``NeonProject``. Everything below that line is the same for
 
 from __future__ import annotations
 
-from cdktf import App
 from constructs import Construct
 
 from cdk.cloudflare import Hyperdrive, Worker
+from cdk.core import App
 from cdk.neon import NeonBranch, NeonProject, NeonProjectRef
 from cdk.settings import Settings
 from cdk.stack import ForkstageStack

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib
 import json
 import os
 import shutil
@@ -16,8 +17,7 @@ from click.testing import CliRunner
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
-import cdktf
-
+from cdk import core
 from cdk.providers import codegen, refresh
 from cdk.providers import schema as sch
 from cdk.providers.generated import cloudflare, neon
@@ -70,8 +70,10 @@ def test_a_snapshot_change_changes_the_generated_code(rendered, tmp_path):
     assert "protected" not in again["neon.py"].split("class Branch(")[1].split("\nclass ")[0]
 
 
-def test_reserved_names_cover_the_cdktf_base_classes():
-    bases = (cdktf.TerraformResource, cdktf.TerraformDataSource, cdktf.TerraformProvider)
+@pytest.mark.parametrize("runtime", ["cdktf", "cdktn"])
+def test_reserved_names_cover_the_base_classes_of_both_runtimes(runtime):
+    lib = importlib.import_module(runtime)  # only read here: classes, no construct is made
+    bases = (lib.TerraformResource, lib.TerraformDataSource, lib.TerraformProvider)
     members = {n for b in bases for n in dir(b) if not n.startswith("_")}
     assert members <= codegen.RESERVED, sorted(members - codegen.RESERVED)
     assert codegen.py_name("provider") == "provider_attribute"
@@ -299,9 +301,9 @@ def test_parser_rejects_malformed_attributes(mutate, message):
 # --------------------------------------------------------------------------- synth
 
 
-def _stack(tmp_path: Path) -> tuple[cdktf.App, dict[str, Any]]:
-    app = cdktf.App(outdir=str(tmp_path / "out"))
-    stack = cdktf.TerraformStack(app, "pr-7")
+def _stack(tmp_path: Path) -> tuple[Any, dict[str, Any]]:
+    app = core.App(outdir=str(tmp_path / "out"))
+    stack = core.TerraformStack(app, "pr-7")
     neon.NeonProvider(stack, "neon")
     cloudflare.CloudflareProvider(stack, "cloudflare")
     project = neon.Project(
@@ -346,6 +348,46 @@ def _stack(tmp_path: Path) -> tuple[cdktf.App, dict[str, Any]]:
     app.synth()
     out = tmp_path / "out" / "stacks" / "pr-7" / "cdk.tf.json"
     return app, json.loads(out.read_text())
+
+
+OTHER_RUNTIME_SCRIPT = """
+import sys
+from pathlib import Path
+from cdk.core import RUNTIME
+from tests.test_codegen import _stack
+_stack(Path(sys.argv[1]))
+print(RUNTIME)
+"""
+
+
+def _without_metadata(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _without_metadata(v) for k, v in node.items() if k != "//"}
+    if isinstance(node, list):
+        return [_without_metadata(v) for v in node]
+    return node
+
+
+def test_the_same_bindings_synthesize_the_same_config_on_the_other_runtime(tmp_path):
+    """One set of bindings, generated once from the snapshots, for cdktf and cdktn alike."""
+    for side in ("here", "other"):
+        (tmp_path / side).mkdir()
+    _, here = _stack(tmp_path / "here")
+    other = "cdktn" if core.RUNTIME == "cdktf" else "cdktf"
+    done = subprocess.run(
+        [sys.executable, "-c", OTHER_RUNTIME_SCRIPT, str(tmp_path / "other")],
+        cwd=ROOT,
+        env={**os.environ, "FORKSTAGE_CDK": other},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [other]
+    there = json.loads((tmp_path / "other" / "out" / "stacks" / "pr-7" / "cdk.tf.json").read_text())
+    assert _without_metadata(there) == _without_metadata(here)
+    assert here["//"]["metadata"]["version"] != there["//"]["metadata"]["version"]
 
 
 def _body(doc: dict[str, Any], section: str, tf_type: str, name: str) -> dict[str, Any]:
@@ -420,14 +462,14 @@ def test_synth_renders_types_references_and_pinned_providers(tmp_path):
 
 
 def test_getters_are_typed_references(tmp_path):
-    app = cdktf.App(outdir=str(tmp_path))
-    stack = cdktf.TerraformStack(app, "s")
+    app = core.App(outdir=str(tmp_path))
+    stack = core.TerraformStack(app, "s")
     project = neon.Project(stack, "p")
     endpoint = neon.Endpoint(stack, "e", project_id=project.id, branch_id="br-1")
     for value in (project.id, project.database_password, endpoint.host, endpoint.proxy_host):
-        assert isinstance(value, str) and cdktf.Token.is_unresolved(value)
-    assert cdktf.Token.is_unresolved(endpoint.suspend_timeout_seconds)  # a number token
-    assert isinstance(endpoint.pg_settings, dict) or cdktf.Token.is_unresolved(endpoint.pg_settings)
+        assert isinstance(value, str) and core.Token.is_unresolved(value)
+    assert core.Token.is_unresolved(endpoint.suspend_timeout_seconds)  # a number token
+    assert isinstance(endpoint.pg_settings, dict) or core.Token.is_unresolved(endpoint.pg_settings)
     assert neon.Project.TF_RESOURCE_TYPE == "neon_project"
     assert neon.DataNeonBranchRolePassword.TF_RESOURCE_TYPE == "neon_branch_role_password"
     assert cloudflare.WorkersScript.TF_RESOURCE_TYPE == "cloudflare_workers_script"
@@ -437,8 +479,8 @@ def test_getters_are_typed_references(tmp_path):
 
 
 def test_provider_alias_and_config_reach_the_output(tmp_path):
-    app = cdktf.App(outdir=str(tmp_path))
-    stack = cdktf.TerraformStack(app, "s")
+    app = core.App(outdir=str(tmp_path))
+    stack = core.TerraformStack(app, "s")
     other = neon.NeonProvider(stack, "neon2", alias="other", api_key="${var.neon_key}")
     neon.Project(stack, "p", provider=other)
     app.synth()
@@ -449,11 +491,11 @@ def test_provider_alias_and_config_reach_the_output(tmp_path):
 
 HCL_SCRIPT = """
 import sys
-import cdktf
+from cdk import core
 from cdk.providers.generated import cloudflare, neon
 
-app = cdktf.App(outdir=sys.argv[1], hcl_output=True)
-stack = cdktf.TerraformStack(app, "s")
+app = core.App(outdir=sys.argv[1], hcl_output=True)
+stack = core.TerraformStack(app, "s")
 neon.NeonProvider(stack, "neon")
 cloudflare.CloudflareProvider(stack, "cloudflare")
 project = neon.Project(stack, "p", branch={"name": "main"}, allowed_ips=["10.0.0.1"])
@@ -474,9 +516,10 @@ app.synth()
 """
 
 
-def test_hcl_output_renders_blocks_and_nested_attributes(tmp_path):
-    # cdktf's node process reads SYNTH_HCL_OUTPUT when it starts, hence a child interpreter.
-    env = {**os.environ, "SYNTH_HCL_OUTPUT": "true"}
+@pytest.mark.parametrize("runtime", ["cdktf", "cdktn"])
+def test_hcl_output_renders_blocks_and_nested_attributes(tmp_path, runtime):
+    # The node process reads SYNTH_HCL_OUTPUT when it starts, hence a child interpreter.
+    env = {**os.environ, "SYNTH_HCL_OUTPUT": "true", "FORKSTAGE_CDK": runtime}
     done = subprocess.run(
         [sys.executable, "-c", HCL_SCRIPT, str(tmp_path)],
         cwd=ROOT,
@@ -499,7 +542,7 @@ def test_hcl_output_renders_blocks_and_nested_attributes(tmp_path):
 
 
 def test_unknown_or_missing_keyword_arguments_raise_type_error(tmp_path):
-    stack = cdktf.TerraformStack(cdktf.App(outdir=str(tmp_path)), "s")
+    stack = core.TerraformStack(core.App(outdir=str(tmp_path)), "s")
     with pytest.raises(TypeError, match="nme"):
         neon.Project(stack, "p", nme="typo")  # type: ignore[call-arg]
     with pytest.raises(TypeError, match="project_id"):
@@ -511,7 +554,7 @@ def test_unknown_or_missing_keyword_arguments_raise_type_error(tmp_path):
 
 
 def test_nested_dicts_are_checked(tmp_path):
-    stack = cdktf.TerraformStack(cdktf.App(outdir=str(tmp_path)), "s")
+    stack = core.TerraformStack(core.App(outdir=str(tmp_path)), "s")
     origin = {"host": "h", "database": "d", "user": "u", "password": "p", "scheme": "postgres"}
     with pytest.raises(
         TypeError, match=r"origin: HyperdriveConfigOrigin got unexpected key\(s\) hots"
@@ -603,8 +646,8 @@ def test_generated_modules_import_nothing_heavy():
             "__future__",
             "collections.abc",
             "typing",
-            "cdktf",
             "constructs",
+            "cdk",  # from cdk import core: cdktf or cdktn, whichever the app runs on
             "cdk.providers",
             "cdk.providers.pins",
         }

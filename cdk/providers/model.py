@@ -17,10 +17,11 @@ from typing import Any
 from cdk.providers import schema as sch
 from cdk.providers.pins import ProviderPin
 
-# Members of cdktf's TerraformResource / TerraformDataSource / TerraformProvider (Python names).
+# Members of TerraformResource / TerraformDataSource / TerraformProvider (Python names; the same
+# in cdktf 0.21 and cdktn 0.24).
 # A generated property with one of these names would shadow (or, through jsii, override) the
 # base member, so such attributes get an ``_attribute`` suffix. tests/test_codegen.py checks this
-# list still covers cdktf's classes (through codegen, which re-exports it).
+# list still covers both runtimes' classes (through codegen, which re-exports it).
 RESERVED = frozenset(
     {
         "add_move_target",
@@ -74,7 +75,7 @@ RESERVED = frozenset(
     }
 )
 
-_PRIMITIVE_IN = {"string": "str", "number": "float | int", "bool": "bool | cdktf.IResolvable"}
+_PRIMITIVE_IN = {"string": "str", "number": "float | int", "bool": "bool | _core.IResolvable"}
 _PRIMITIVE_ELEM = {"string": "str", "number": "float | int", "bool": "bool"}
 
 
@@ -194,7 +195,7 @@ def elem_type(t: Any) -> str:
 def input_type(t: Any) -> str:
     if isinstance(t, str):
         return _PRIMITIVE_IN.get(t, "Any")
-    return f"{elem_type(t)} | cdktf.IResolvable"
+    return f"{elem_type(t)} | _core.IResolvable"
 
 
 def getter_for(t: Any) -> tuple[str, str]:
@@ -203,7 +204,7 @@ def getter_for(t: Any) -> tuple[str, str]:
     if t == "number":
         return "get_number_attribute", "float | int"
     if t == "bool":
-        return "get_boolean_attribute", "cdktf.IResolvable"
+        return "get_boolean_attribute", "_core.IResolvable"
     if isinstance(t, list) and t[0] in ("list", "set"):
         if t[1] == "string":
             return "get_list_attribute", "list[str]"
@@ -216,7 +217,7 @@ def getter_for(t: Any) -> tuple[str, str]:
             return "get_number_map_attribute", "Mapping[str, float | int]"
         if t[1] == "bool":
             return "get_boolean_map_attribute", "Mapping[str, bool]"
-    return "interpolation_for_attribute", "cdktf.IResolvable"
+    return "interpolation_for_attribute", "_core.IResolvable"
 
 
 def flags_of(a: sch.Attribute) -> str:
@@ -235,13 +236,13 @@ class Builder:
         for a in attributes:
             if a.nested is not None and not a.is_input:
                 in_t, spec = "", ""
-                getter, out_t = "interpolation_for_attribute", "cdktf.IResolvable"
+                getter, out_t = "interpolation_for_attribute", "_core.IResolvable"
             elif a.nested is not None:
                 td = self.typed_dict(owner + camel(a.name), a.nested.attributes, (), a.description)
                 in_t, spec = self.nested_types(
                     td, a.nested.nesting_mode, block=False, max_one=False
                 )
-                getter, out_t = "interpolation_for_attribute", "cdktf.IResolvable"
+                getter, out_t = "interpolation_for_attribute", "_core.IResolvable"
             else:
                 in_t, spec = input_type(a.type), cty_literal(a.type)
                 getter, out_t = getter_for(a.type)
@@ -274,7 +275,7 @@ class Builder:
                     required=b.min_items > 0,
                     is_input=True,
                     getter="interpolation_for_attribute",
-                    out_type="cdktf.IResolvable",
+                    out_type="_core.IResolvable",
                     spec=spec,
                     doc=doc_text(b.block.description),
                     flags=f"block, {b.nesting_mode}"
@@ -288,11 +289,11 @@ class Builder:
         self, td: TypedDictDef, mode: str, *, block: bool, max_one: bool
     ) -> tuple[str, str]:
         if mode == "single" or max_one:
-            in_t = f"{td.name} | cdktf.IResolvable"
+            in_t = f"{td.name} | _core.IResolvable"
         elif mode == "map":
-            in_t = f"Mapping[str, {td.name}] | cdktf.IResolvable"
+            in_t = f"Mapping[str, {td.name}] | _core.IResolvable"
         else:
-            in_t = f"Sequence[{td.name}] | cdktf.IResolvable"
+            in_t = f"Sequence[{td.name}] | _core.IResolvable"
         args = [f'"{mode}"', td.spec_var]
         if block:
             args.append("block=True")

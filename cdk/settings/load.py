@@ -66,6 +66,7 @@ def load_settings(root: Path, environ: dict[str, str] | None = None) -> Settings
         root=root,
         target=cast(Literal["local", "cloud"], target),
         app=app.get("name", d.app),
+        cdk=app.get("cdk", d.cdk),
         **stage_classes(data.get("stages", {}), d),
         neon_region=neon.get("region", d.neon_region),
         neon_pg_version=neon.get("pg_version", d.neon_pg_version),

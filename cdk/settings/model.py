@@ -68,6 +68,7 @@ class Settings:
 
     root: Path
     app: str = "forkstage"
+    cdk: Literal["cdktf", "cdktn"] = "cdktf"  # the CDK runtime (read by cdk/runtime.py)
     owner_stage: str = "staging"
     referencing: tuple[str, ...] = ("pr-*",)
     long_lived: tuple[str, ...] = ("staging", "prod")

@@ -11,7 +11,7 @@ from cdk.settings.model import EMBEDDED_ENDPOINT, SETTINGS_FILE, SettingsError
 # Anything else is refused, so a typo (`fork_form`) cannot silently fall back to a default.
 _Kind = type | tuple[str, ...]
 SCHEMA: dict[str, dict[str, tuple[_Kind, str]]] = {
-    "app": {"name": (str, '"forkstage"')},
+    "app": {"name": (str, '"forkstage"'), "cdk": (("cdktf", "cdktn"), "")},
     "stages": {
         "owner": (str, '"staging"'),
         "long_lived": (list, '["staging", "prod"]'),

@@ -4,10 +4,10 @@ import os
 import sys
 from pathlib import Path
 
-from cdktf import App, TerraformOutput, TerraformStack
 from constructs import Construct
 
 from cdk.backend import add_s3_backend
+from cdk.core import App, TerraformOutput, TerraformStack
 from cdk.guard import WorkspaceGuard
 from cdk.refs import StageRef
 from cdk.settings import Settings, load_settings
