@@ -15,6 +15,7 @@ from typing import Literal, Protocol
 from constructs import Construct
 
 from cdk.core import TerraformOutput
+from cdk.guard import guards_state, keep
 from cdk.migrations import BranchMigrations
 from cdk.postgres import PostgresOrigin, pooler_host, url_expression
 from cdk.providers.generated import neon
@@ -93,6 +94,8 @@ class NeonProject(Construct):
             store_password="yes",
             branch={"name": "main", "database_name": database_name, "role_name": role_name},
         )
+        if guards_state(stack.stage, settings):
+            keep(self.resource)  # every referencing stage's branch lives in this project
         for attr, output in PROJECT_OUTPUTS.items():
             TerraformOutput(self, output, value=getattr(self, attr), static_id=True)
 
@@ -200,6 +203,8 @@ class NeonBranch(Construct):
             name=branch_name,
             parent_id=parent_id if parent_id is not None else project.fork_parent_id,
         )
+        if guards_state(stack.stage, stack.settings):
+            keep(self.branch)  # referencing stages fork it; its rows are the stage's data
         compute = stack.settings.neon_compute.for_stage(stack.stage.is_referencing)
         self.endpoint = neon.Endpoint(
             self,

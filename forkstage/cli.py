@@ -15,17 +15,19 @@ from forkstage.errors import ForkstageError
 
 EPILOG = (
     "Exit codes: 0 ok, 1 the operation failed, 2 bad usage or input, 3 refused by a guard, "
-    "4 an already-applied migration was edited (migrate)."
+    "4 an already-applied migration was edited (migrate), 130/143 interrupted (SIGINT/SIGTERM)."
 )
 
 # command name -> (module, attribute) of the command or group.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("forkstage.commands.init", "init"),
     "synth": ("forkstage.commands.synth", "synth"),
     "deploy": ("forkstage.commands.stage_ops", "deploy"),
     "plan": ("forkstage.commands.stage_ops", "plan"),
     "destroy": ("forkstage.commands.stage_ops", "destroy"),
     "reset": ("forkstage.commands.stage_ops", "reset"),
     "prune": ("forkstage.commands.stage_ops", "prune"),
+    "unlock": ("forkstage.commands.unlock", "unlock_cmd"),
     "stages": ("forkstage.commands.info", "stages"),
     "outputs": ("forkstage.commands.info", "outputs"),
     "summary": ("forkstage.commands.info", "summary"),

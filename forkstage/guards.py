@@ -6,6 +6,12 @@ nothing, and it is the only line a refused command prints.
 
 from __future__ import annotations
 
+import contextlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
 from cdk.stage import Stage
 from forkstage.context import Project
 from forkstage.errors import Failed, Refused
@@ -13,6 +19,10 @@ from forkstage.state import StateReader
 
 # Resource types only an owner stage may ever delete (a referencing stage must never plan it).
 OWNER_ONLY_TYPES = frozenset({"neon_project"})
+# Terraform merges ``*_override.tf.json`` into the config: forkstage writes this one only for
+# its own checked plans, to lift the ``prevent_destroy`` the constructs put on stateful
+# resources (cdk.guard.keep), so plain cdktf and terraform keep the guard.
+LIFT_FILE = "forkstage_lift_override.tf.json"
 
 
 def check_owner_deployed(stage: Stage, reader: StateReader) -> None:
@@ -109,3 +119,70 @@ def check_owner_untouched(stage: Stage, before: int | None, after: int | None) -
             f"the state of {stage.owner} changed during the destroy of "
             f"{stage.name} (serial {before} -> {after})"
         )
+
+
+def guarded_addresses(stack_dir: Path) -> list[str]:
+    """The resources of the synthesized stack that carry ``lifecycle.prevent_destroy``."""
+    config = json.loads((stack_dir / "cdk.tf.json").read_text())
+    found = []
+    for kind, items in sorted((config.get("resource") or {}).items()):
+        for name, body in sorted(items.items()):
+            if ((body or {}).get("lifecycle") or {}).get("prevent_destroy") is True:
+                found.append(f"{kind}.{name}")
+    return found
+
+
+@contextlib.contextmanager
+def lifted(stack_dir: Path, addresses: list[str]) -> Iterator[None]:
+    """Within the block Terraform plans as if the addresses had no ``prevent_destroy``: only
+    around a plan forkstage checks itself (and for ``--via cdktf``, its run)."""
+    body: dict[str, Any] = {}
+    for address in addresses:
+        kind, name = address.split(".", 1)
+        body.setdefault(kind, {})[name] = {"lifecycle": {"prevent_destroy": False}}
+    path = stack_dir / LIFT_FILE
+    if body:
+        path.write_text(json.dumps({"resource": body}, indent=2))
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def drop_lift(stack_dir: Path) -> None:
+    """A lift left by a run that was killed never outlives it into the next run."""
+    (stack_dir / LIFT_FILE).unlink(missing_ok=True)
+
+
+def guarded_changes(changes: list[dict[str, str]], guarded: list[str]) -> list[dict[str, str]]:
+    """The planned changes that would delete or replace a guarded resource."""
+    keep = set(guarded)
+    return [c for c in changes if c["address"] in keep and c["action"] in ("delete", "replace")]
+
+
+def forcing_attributes(shown: dict[str, Any]) -> dict[str, list[str]]:
+    """Per resource address, the attributes that force its replacement (``terraform show
+    -json`` of the plan: ``replace_paths``)."""
+    found: dict[str, list[str]] = {}
+    for change in shown.get("resource_changes") or []:
+        paths = (change.get("change") or {}).get("replace_paths") or []
+        names = [".".join(str(p) for p in path) for path in paths if path]
+        if names:
+            found[str(change.get("address", ""))] = sorted(set(names))
+    return found
+
+
+def refuse_replacement(
+    stage: Stage, touched: list[dict[str, str]], forcing: dict[str, list[str]]
+) -> Refused:
+    """The refusal of a deploy that would delete or replace a guarded resource."""
+    parts = []
+    for change in touched:
+        verb = "replace" if change["action"] == "replace" else "destroy"
+        why = forcing.get(change["address"])
+        because = f" ({', '.join(why)} {'forces' if len(why) == 1 else 'force'} it)" if why else ""
+        parts.append(f"{verb} {change['address']}{because}")
+    return Refused(
+        f"deploy of {stage.name} would {' and '.join(parts)}: its data, and every branch forked "
+        "from it, would be lost; nothing was changed. Pass --allow-replace to deploy it anyway"
+    )

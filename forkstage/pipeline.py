@@ -10,21 +10,21 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from forkstage import guards, preflight
-from forkstage.errors import Failed, Refused
+from forkstage import guards, interrupts, preflight
+from forkstage.errors import BadInput, Failed, Refused
 from forkstage.local_workers import wait_for_worker
 from forkstage.report import Reporter
 from forkstage.runner import StageRun
-from forkstage.runs import RunResult, record_run
+from forkstage.runs import RunResult, record_run, running
 from forkstage.tfevents import apply_seconds, change_summary, planned_changes
 
 PLAN_FILE = "destroy.tfplan"
+DEPLOY_PLAN_FILE = "deploy.tfplan"
 MIGRATIONS = "terraform_data.migrations"
 # What ``reset`` replaces: the branch (forked again from the owner's as it is now), its endpoint
 # and the migrations step. The role-password data source is re-read because its inputs change.
@@ -33,10 +33,13 @@ RESET_TYPES = ("neon_branch", "neon_endpoint")
 
 @dataclass
 class DestroyPlan:
-    """A checked destroy plan: its file in the stack folder and the changes it holds."""
+    """A checked plan (destroy, or deploy of a guarded stage): its file in the stack folder, the
+    changes it holds, and the guarded resources it was allowed to delete or replace (their
+    ``prevent_destroy`` is lifted for a cdktf-cli run of it)."""
 
     file: str
     changes: list[dict[str, str]]
+    lift: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -51,6 +54,8 @@ class Applier(Protocol):
     """The step that changes infrastructure, run after the pipeline's guards, synth and init."""
 
     def apply(self, run: StageRun) -> Applied: ...
+
+    def apply_checked(self, run: StageRun, plan: DestroyPlan) -> Applied: ...
 
     def destroy(self, run: StageRun, plan: DestroyPlan) -> Applied: ...
 
@@ -75,6 +80,18 @@ class EngineApplier:
             run.reporter.phases["migrations"] = migrations  # part of the apply, shown apart
         return Applied(change_summary(proc.stdout), planned_changes(proc.stdout))
 
+    def apply_checked(self, run: StageRun, plan: DestroyPlan) -> Applied:
+        """Apply a deploy plan forkstage has checked (a guarded stage's)."""
+        with run.reporter.phase("apply", "terraform apply"):
+            proc = run.terraform(
+                "apply", "-input=false", "-json", f"-lock-timeout={run.lock_timeout}", plan.file
+            )
+        run.check(proc, "apply")
+        migrations = apply_seconds(proc.stdout, MIGRATIONS)
+        if migrations is not None:
+            run.reporter.phases["migrations"] = migrations
+        return Applied(change_summary(proc.stdout), plan.changes)
+
     def destroy(self, run: StageRun, plan: DestroyPlan) -> Applied:
         with run.reporter.phase("apply", "terraform destroy"):
             proc = run.terraform(
@@ -94,29 +111,39 @@ class CdktfApplier:
     def __init__(self, timeout: float = 900) -> None:
         self.timeout = timeout
 
-    def cdktf(self, run: StageRun, command: str) -> subprocess.CompletedProcess[str]:
-        """Run ``cdktf <command>`` on this stage, workspace already prepared."""
+    def cdktf(self, run: StageRun, command: str) -> interrupts.Streamed:
+        """Run ``cdktf <command>`` on this stage, workspace already prepared; its output is
+        shown as it comes, and an interrupt stops it like a Terraform run."""
         binary = run.project.root / "node_modules" / ".bin" / "cdktf"
         if not binary.exists():
-            raise Failed("cdktf-cli is not installed in this project: run `make install`")
+            raise BadInput(
+                f"missing cdktf-cli for --via cdktf: run `npm install` in {run.project.root}"
+            )
         env = run.env()
         env.update({"FORKSTAGE_PREPARED": run.stage.name, "CI": "1", "FORCE_COLOR": "0"})
         argv = [str(binary), command, run.stage.stack_id, "--auto-approve"]
+        started = time.time()
         try:
-            return subprocess.run(
+            done = interrupts.stream(
                 [*argv, "--output", str(run.workdir)],
                 cwd=run.project.root,
                 env=env,
-                text=True,
-                capture_output=True,
-                stdin=subprocess.DEVNULL,
+                on_line=run.reporter.passthrough,
                 timeout=self.timeout,
-                check=False,
             )
-        except subprocess.TimeoutExpired:
+        except Failed:
             raise Failed(
                 f"cdktf {command} of {run.stage.name} did not finish within {self.timeout:.0f}s"
             ) from None
+        if done.signum is not None:
+            run.cdktf_interrupted(done, started)
+        return done
+
+    def apply_checked(self, run: StageRun, plan: DestroyPlan) -> Applied:
+        # the plan was only for the check: cdktf-cli plans (and runs) its own
+        (run.stack_dir / plan.file).unlink(missing_ok=True)
+        with guards.lifted(run.stack_dir, plan.lift):
+            return self.apply(run)
 
     def apply(self, run: StageRun) -> Applied:
         before = run.resources()
@@ -132,7 +159,8 @@ class CdktfApplier:
         # the plan was only for the check: cdktf-cli plans (and runs) its own destroy
         (run.stack_dir / plan.file).unlink(missing_ok=True)
         before = run.resources()
-        with run.reporter.phase("apply", "cdktf destroy"):
+        guarded = guards.guarded_addresses(run.stack_dir)
+        with run.reporter.phase("apply", "cdktf destroy"), guards.lifted(run.stack_dir, guarded):
             proc = self.cdktf(run, "destroy")
         run.check(proc, "cdktf destroy")
         return Applied({"add": 0, "change": 0, "remove": before})
@@ -151,11 +179,20 @@ class Pipeline:
     """
 
     def __init__(
-        self, run: StageRun, applier: Applier | None = None, *, live_preflight: bool = True
+        self,
+        run: StageRun,
+        applier: Applier | None = None,
+        *,
+        live_preflight: bool = True,
+        allow_replace: bool = False,
     ) -> None:
+        """``allow_replace``: a deploy may delete or replace the stage's guarded resources
+        (``prevent_destroy`` in its config: the owner's and protected stages' project and
+        branch); without it such a plan is refused before anything is applied."""
         self.run = run
         self.applier: Applier = applier or EngineApplier()
         self.live_preflight = live_preflight
+        self.allow_replace = allow_replace
         self.target = preflight.target_line(run.settings)
         self._begun = False
 
@@ -165,7 +202,8 @@ class Pipeline:
         if self._begun:
             return
         self.run.reporter.target(self.target)
-        preflight.preflight(self.run.settings, live=self.live_preflight)
+        cdktf = isinstance(self.applier, CdktfApplier)  # its cdktf-cli is checked up front
+        preflight.preflight(self.run.settings, live=self.live_preflight, cdktf=cdktf)
         self._begun = True
 
     @contextlib.contextmanager
@@ -189,8 +227,16 @@ class Pipeline:
 
     def deploy(self) -> RunResult:
         run, started = self.run, time.perf_counter()
-        with self._prepared():
-            applied = self.applier.apply(run)
+        with running(run.home, run.stage.name, "deploy"), self._prepared():
+            guarded = guards.guarded_addresses(run.stack_dir)
+            if not guarded:
+                applied = self.applier.apply(run)
+            else:
+                plan = self._deploy_plan(guarded)
+                try:
+                    applied = self.applier.apply_checked(run, plan)
+                finally:
+                    (run.stack_dir / plan.file).unlink(missing_ok=True)
         outputs = self._deployed_outputs()  # before the result: the Worker's start is timed
         result = self._result("deploy", started, applied)
         result.outputs = outputs
@@ -200,10 +246,17 @@ class Pipeline:
     def plan(self) -> RunResult:
         """Always the engine's ``plan -json``: cdktf-cli's diff is no machine-readable plan."""
         run, started = self.run, time.perf_counter()
-        with self._prepared(), run.reporter.phase("plan", "terraform plan"):
-            proc = run.terraform(
-                "plan", "-input=false", "-json", f"-lock-timeout={run.lock_timeout}"
-            )
+        with (
+            running(run.home, run.stage.name, "plan"),
+            self._prepared(),
+            run.reporter.phase("plan", "terraform plan"),
+        ):
+            # a plan applies nothing: it shows a guarded replacement instead of failing on it
+            guarded = guards.guarded_addresses(run.stack_dir)
+            with guards.lifted(run.stack_dir, guarded):
+                proc = run.terraform(
+                    "plan", "-input=false", "-json", f"-lock-timeout={run.lock_timeout}"
+                )
         run.check(proc, "plan")
         return self._result(
             "plan", started, Applied(change_summary(proc.stdout), planned_changes(proc.stdout))
@@ -227,7 +280,7 @@ class Pipeline:
                 f"(forkstage deploy --stage {run.stage.name})"
             )
         before = run.owner_serial()
-        with self._prepared():
+        with running(run.home, run.stage.name, "reset"), self._prepared():
             replace = [f"-replace={address}" for address in self._reset_addresses()]
             applied = EngineApplier().apply(run, *replace)  # always the engine: -replace
         outputs = self._deployed_outputs()
@@ -274,7 +327,7 @@ class Pipeline:
             return result
         before = run.owner_serial()
         run.synth()
-        with run.session():
+        with running(run.home, run.stage.name, "destroy"), run.session():
             run.init()
             plan = self._destroy_plan()
             try:
@@ -305,6 +358,33 @@ class Pipeline:
         )
         # the same settings and credentials: the live preflight has already answered
         return Pipeline(other, self.applier, live_preflight=False).destroy(force=force)
+
+    def _deploy_plan(self, guarded: list[str]) -> DestroyPlan:
+        """A guarded stage's deploy: plan into a file with the guard lifted, refuse (nothing
+        applied) a plan that deletes or replaces a guarded resource unless ``allow_replace``,
+        naming the attributes that force it (``show -json`` of the plan, only then)."""
+        run = self.run
+        with run.reporter.phase("plan", "terraform plan"), guards.lifted(run.stack_dir, guarded):
+            proc = run.terraform(
+                "plan",
+                "-input=false",
+                "-json",
+                f"-out={DEPLOY_PLAN_FILE}",
+                f"-lock-timeout={run.lock_timeout}",
+            )
+        try:
+            run.check(proc, "plan")
+            changes = planned_changes(proc.stdout)
+            touched = guards.guarded_changes(changes, guarded)
+            if touched and not self.allow_replace:
+                shown = run.terraform("show", "-json", DEPLOY_PLAN_FILE)
+                run.check(shown, "show plan")
+                forcing = guards.forcing_attributes(json.loads(shown.stdout or "{}"))
+                raise guards.refuse_replacement(run.stage, touched, forcing)
+        except BaseException:
+            (run.stack_dir / DEPLOY_PLAN_FILE).unlink(missing_ok=True)
+            raise
+        return DestroyPlan(DEPLOY_PLAN_FILE, changes, lift=[c["address"] for c in touched])
 
     def _stamped(self, result: RunResult) -> RunResult:
         """The run record notes the state it left, so readers can tell when it went stale."""
@@ -337,7 +417,9 @@ class Pipeline:
         check reads the plan's own ``planned_change`` events (no extra ``show -json``).
         """
         run = self.run
-        with run.reporter.phase("plan", "destroy plan"):
+        guarded = guards.guarded_addresses(run.stack_dir)
+        # lifted after the guards above: the plan is checked below, its file applied as is
+        with run.reporter.phase("plan", "destroy plan"), guards.lifted(run.stack_dir, guarded):
             proc = run.terraform(
                 "plan",
                 "-destroy",

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from forkstage.tfevents import Progress
+
 
 @dataclass(frozen=True)
 class TerraformOutput:
@@ -49,13 +51,23 @@ class Reporter:
     """Times phases and tells the user what is happening (on stderr; stdout is for results)."""
 
     def __init__(
-        self, *, quiet: bool = False, on_terraform_output: TerraformObserver | None = None
+        self,
+        *,
+        quiet: bool = False,
+        progress: bool = True,
+        on_terraform_output: TerraformObserver | None = None,
     ) -> None:
+        """``quiet``: no phase lines (``--json``); ``progress``: a line per resource as
+        Terraform works on it (off with ``--quiet``; on with ``--json`` too, on stderr)."""
         self.quiet = quiet
+        self.progress = progress
         self.phases: dict[str, float] = {}
         self.on_terraform_output = on_terraform_output
         self.tty = sys.stderr.isatty()
         self._console: Any = None
+        self._status: Any = None
+        self._label = ""
+        self._running: dict[str, Progress] = {}
         if self.tty and not quiet:
             from rich.console import Console
 
@@ -65,8 +77,12 @@ class Reporter:
     def phase(self, name: str, label: str) -> Iterator[None]:
         started = time.perf_counter()
         if self._console is not None:
-            with self._console.status(f"{label} ..."):
-                yield
+            with self._console.status(f"{label} ...") as status:
+                self._status, self._label = status, label
+                try:
+                    yield
+                finally:
+                    self._status, self._running = None, {}
         else:
             yield
         took = time.perf_counter() - started
@@ -84,6 +100,30 @@ class Reporter:
             self.on_terraform_output(output)
         for observer in list(_OBSERVERS):
             observer(output)
+
+    def resource(self, step: Progress) -> None:
+        """One resource's step (creating, created after N s, destroying ...): on a terminal
+        finished steps as lines under a live status line, else every step as a plain line."""
+        if not self.progress:
+            return
+        if self._console is None:
+            print(f"  {step.line}", file=sys.stderr, flush=True)
+            return
+        if step.kind in ("start", "progress"):
+            self._running[step.address] = step
+        else:
+            self._running.pop(step.address, None)
+            style = "red" if step.kind == "errored" else "dim"
+            self._console.print(f"  {step.line}", style=style, highlight=False)
+        if self._status is not None:
+            busy = [s.line for s in self._running.values()]
+            more = f" (+{len(busy) - 1} more)" if len(busy) > 1 else ""
+            self._status.update(f"{self._label}: {busy[0]}{more}" if busy else self._label)
+
+    def passthrough(self, line: str) -> None:
+        """A line of another tool's own output (cdktf-cli), shown as it comes."""
+        if self.progress and line.strip():
+            print(line.rstrip(), file=sys.stderr, flush=True)
 
     def say(self, message: str, *, style: str = "") -> None:
         if self.quiet:

@@ -16,14 +16,19 @@ from pathlib import Path
 from typing import Any
 
 from cdk.stage import Stage
-from forkstage import embedded
+from forkstage import embedded, guards, interrupts, locks
 from forkstage.context import Project
-from forkstage.engine import run_terraform, terraform_env
+from forkstage.engine import terraform_binary, terraform_env
 from forkstage.errors import Failed
 from forkstage.report import Reporter, TerraformOutput
 from forkstage.state import StateReader, admin_env, stage_env
 from forkstage.synth import run_app
-from forkstage.tfevents import terraform_error
+from forkstage.tfevents import lock_info, parse_event, progress, terraform_error
+
+# Events Terraform emits only once it holds the state lock (plan, apply, destroy).
+_LOCKED_EVENTS = frozenset(
+    {"planned_change", "change_summary", "refresh_start", "apply_start", "resource_drift"}
+)
 
 
 class StageRun:
@@ -49,6 +54,10 @@ class StageRun:
         self.stack_dir = self.workdir / "stacks" / stage.stack_id
         self._env: dict[str, str] | None = None
         self._reader: StateReader | None = None
+        # what the current Terraform run finished so far ("created neon_branch.x"), and
+        # whether it got as far as holding the state lock
+        self.done: list[str] = []
+        self._holds_lock = False
 
     @property
     def local(self) -> bool:
@@ -103,6 +112,7 @@ class StageRun:
     # -- steps ---------------------------------------------------------------------------------
     def synth(self) -> Path:
         """Run the project's cdktf app for this stage only, into the stage's work folder."""
+        guards.drop_lift(self.stack_dir)
         with self.reporter.phase("synth", "synth"):
             run_app(
                 self.project,
@@ -115,12 +125,21 @@ class StageRun:
     def terraform(
         self, *args: str, workspace: bool = True, admin: bool = False
     ) -> subprocess.CompletedProcess[str]:
-        """One run of the pinned engine in the stack folder; observers see its output."""
+        """One run of the pinned engine in the stack folder, in a process group of its own:
+        its ``-json`` events become progress lines as they come, observers see its output, and
+        an interrupt stops it gracefully (``forkstage.interrupts``)."""
         env = self.env(workspace=workspace)
         if admin:
             # init looks at the default workspace's key, which a stage-scoped key may not read
             env.update(admin_env(self.backend, self.home))
-        proc = run_terraform(args, cwd=self.stack_dir, env=env)
+        self._holds_lock = False
+        started = time.time()
+        streamed = interrupts.stream(
+            [terraform_binary(), *args], cwd=self.stack_dir, env=env, on_line=self._on_line
+        )
+        proc = subprocess.CompletedProcess(
+            [terraform_binary(), *args], streamed.returncode, streamed.stdout, streamed.stderr
+        )
         self.reporter.terraform_output(
             TerraformOutput(
                 stage=self.stage.name,
@@ -130,14 +149,61 @@ class StageRun:
                 stderr=proc.stderr or "",
             )
         )
+        if streamed.signum is not None:
+            self._interrupted(streamed, started)
         return proc
 
-    def check(self, proc: subprocess.CompletedProcess[str], what: str) -> None:
-        """Turn a failed run into one error naming the step and Terraform's own message."""
+    def _on_line(self, line: str) -> None:
+        event = parse_event(line)
+        if event is None:
+            return
+        if event.get("type") in _LOCKED_EVENTS:
+            self._holds_lock = True
+        step = progress(event)
+        if step is None:
+            return
+        if step.kind == "complete":
+            self.done.append(step.done)
+        self.reporter.resource(step)
+
+    def _interrupted(
+        self, streamed: interrupts.Streamed, started: float, *, tool: str = "Terraform"
+    ) -> None:
+        """After Terraform stopped on an interrupt: release the lock if it is still ours, say
+        what was done, and raise ``Interrupted``."""
+        signum = streamed.signum or 2
+        released = False
+        if self._holds_lock:
+            released = locks.release_own(self, since=started, until=time.time())
+        how = "was stopped at once" if streamed.forced else "stopped gracefully"
+        did = (
+            f"it had {', '.join(self.done)} (recorded in the state)"
+            if self.done
+            else "it had changed nothing yet"
+        )
+        if streamed.forced:
+            did += "; anything made since its last state write may be missing from the state"
+        lock = "; the state lock is released" if self._holds_lock or released else ""
+        raise interrupts.Interrupted(
+            f"interrupted by {interrupts.signal_name(signum)}: {tool} {how}; {did}{lock}",
+            signum,
+        )
+
+    def cdktf_interrupted(self, streamed: interrupts.Streamed, started: float) -> None:
+        """cdktf-cli stopped on an interrupt: its Terraform's lock is released if left."""
+        self._holds_lock = True  # cdktf-cli shows no events: release_own checks holder and time
+        self._interrupted(streamed, started, tool="cdktf-cli")
+
+    def check(
+        self, proc: subprocess.CompletedProcess[str] | interrupts.Streamed, what: str
+    ) -> None:
+        """Turn a failed run into one error naming the step and Terraform's own message; a
+        lock held by another run is named with its holder and what to do about it."""
         if proc.returncode != 0:
-            raise Failed(
-                f"{what} failed for {self.stage.name}: {terraform_error(proc.stdout, proc.stderr)}"
-            )
+            text = terraform_error(proc.stdout, proc.stderr)
+            if "Error acquiring the state lock" in text:
+                raise locks.Locked(locks.conflict_message(self, lock_info(text)))
+            raise Failed(f"{what} failed for {self.stage.name}: {text}")
 
     def init(self) -> None:
         """``init`` and ``workspace select -or-create``, never interactive.

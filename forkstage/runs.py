@@ -7,8 +7,11 @@ it still describes the state (a plain ``cdktf deploy`` or ``destroy`` since then
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,3 +83,55 @@ def describes(run: dict[str, Any], serial: int | None, lineage: str) -> bool:
     if serial is None:
         return run["state_serial"] is None
     return bool(run["state_serial"] == serial and run.get("state_lineage") == lineage)
+
+
+def _running_dir(home: Path) -> Path:
+    return home / "running"
+
+
+@contextlib.contextmanager
+def running(home: Path, stage: str, operation: str) -> Iterator[None]:
+    """A pid file for one run of ``stage`` while it lasts: Terraform's lock info has no process
+    id, so ``forkstage unlock`` tells a live run of this machine from a stale lock by these."""
+    folder = _running_dir(home)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{stage}.{os.getpid()}.json"
+    record = {"pid": os.getpid(), "stage": stage, "operation": operation, "started": time.time()}
+    path.write_text(json.dumps(record))
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a reused pid is no forkstage run
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
+    return b"forkstage" in cmdline
+
+
+def live_runs(home: Path, stage: str) -> list[dict[str, Any]]:
+    """The forkstage runs of ``stage`` alive on this machine (pid files of dead ones are
+    removed)."""
+    found = []
+    for path in sorted(_running_dir(home).glob(f"{stage}.*.json")):
+        try:
+            record = json.loads(path.read_text())
+            pid = int(record["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if record.get("stage") != stage:
+            continue
+        if _alive(pid):
+            found.append(record)
+        else:
+            path.unlink(missing_ok=True)
+    return found

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -89,3 +90,92 @@ def apply_seconds(stdout: str, address_prefix: str) -> float | None:
             total += (moment - starts.pop(addr)).total_seconds()
             found = True
     return total if found else None
+
+
+# hook action -> (while it runs, when it is done)
+_VERBS = {
+    "create": ("creating", "created"),
+    "update": ("updating", "updated"),
+    "delete": ("destroying", "destroyed"),
+    "replace": ("replacing", "replaced"),
+    "read": ("reading", "read"),
+}
+_PROGRESS_TYPES = {
+    "apply_start": "start",
+    "apply_progress": "progress",
+    "apply_complete": "complete",
+    "apply_errored": "errored",
+}
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One resource's step as Terraform reports it during an apply."""
+
+    kind: str  # start | progress | complete | errored
+    address: str
+    action: str
+    elapsed: float | None = None
+
+    @property
+    def line(self) -> str:
+        doing, done = _VERBS.get(self.action, (f"{self.action}ing", f"{self.action}d"))
+        took = f"{self.elapsed:.0f}s" if self.elapsed is not None else "?"
+        if self.kind == "start":
+            return f"{doing} {self.address} ..."
+        if self.kind == "progress":
+            return f"still {doing} {self.address} ({took})"
+        if self.kind == "complete":
+            return f"{done} {self.address} after {took}"
+        return f"failed {doing} {self.address} after {took}"
+
+    @property
+    def done(self) -> str:
+        """``created <address>``: what a completed step did."""
+        return f"{_VERBS.get(self.action, ('', self.action))[1]} {self.address}"
+
+
+def parse_event(line: str) -> dict[str, Any] | None:
+    """One ``-json`` line as an event (None for anything else)."""
+    if not line.startswith("{"):
+        return None
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) else None
+
+
+def progress(event: dict[str, Any]) -> Progress | None:
+    """A managed resource's apply step, from an ``apply_*`` event (reads of data sources and
+    anything else: None)."""
+    kind = _PROGRESS_TYPES.get(str(event.get("type", "")))
+    hook = event.get("hook")
+    if kind is None or not isinstance(hook, dict):
+        return None
+    address = str((hook.get("resource") or {}).get("addr", ""))
+    if not address or address.startswith("data.") or ".data." in address:
+        return None
+    elapsed = hook.get("elapsed_seconds")
+    return Progress(
+        kind=kind,
+        address=address,
+        action=str(hook.get("action", "")),
+        elapsed=float(elapsed) if isinstance(elapsed, int | float) else None,
+    )
+
+
+def lock_info(text: str) -> dict[str, str]:
+    """The ``Lock Info`` block of Terraform's "Error acquiring the state lock" (ID, Who, ...)."""
+    info: dict[str, str] = {}
+    _, found, rest = text.partition("Lock Info:")
+    if not found:
+        return info
+    for line in rest.splitlines():
+        key, sep, value = line.strip().partition(":")
+        if not sep or not key or " " in key:
+            if info:
+                break
+            continue
+        info[key] = value.strip()
+    return info

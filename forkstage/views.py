@@ -17,6 +17,7 @@ from forkstage import embedded
 from forkstage.context import Project
 from forkstage.errors import BadInput
 from forkstage.local_workers import running_local_url
+from forkstage.locks import created_at
 from forkstage.preflight import target_line
 from forkstage.runs import describes, last_run
 from forkstage.state import StageState, StateReader
@@ -81,6 +82,7 @@ def stage_rows(project: Project) -> list[dict[str, Any]]:
                 "resources": state.resources if state else 0,
                 "locked_by": (lock or {}).get("Who") if lock else None,
                 "lock_id": (lock or {}).get("ID") if lock else None,
+                "lock_age": _age(created_at(lock)) if lock else None,
             }
         )
     return rows

@@ -77,7 +77,7 @@ def stages(as_json: bool) -> None:
             r["age"],
             str(r["serial"]),
             str(r["resources"]),
-            r["locked_by"] or "-",
+            f"{r['locked_by']} ({r['lock_age']})" if r["locked_by"] else "-",
         )
         for r in rows
     ]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import click
 
+from forkstage import interrupts
 from forkstage.commands import stage_option
 from forkstage.context import Project
 from forkstage.pipeline import Pipeline, applier_for
@@ -37,6 +39,48 @@ class TerraformDuration(click.ParamType):
         return text
 
 
+_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def go_seconds(text: str) -> float:
+    """A duration ``TerraformDuration`` accepted, in seconds (``1m30s`` -> 90)."""
+    return sum(
+        float(number) * _GO_UNITS[unit]
+        for number, unit in re.findall(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)", text)
+    )
+
+
+def run_options(func: F) -> F:
+    """What every command that runs Terraform takes: ``--quiet`` and ``--stop-timeout``."""
+    func = click.option(
+        "--stop-timeout",
+        type=TerraformDuration(),
+        default="60s",
+        show_default=True,
+        metavar="DURATION",
+        help="After Ctrl-C or SIGTERM, how long Terraform may take to stop gracefully (record "
+        "what it made, release the lock) before it is killed; a second interrupt kills it at "
+        "once.",
+    )(func)
+    return click.option(
+        "--quiet",
+        "-q",
+        is_flag=True,
+        help="No per-resource progress lines, only the phase lines and the summary.",
+    )(func)
+
+
+@contextlib.contextmanager
+def interruptible(stop_timeout: str, resume: str) -> Iterator[None]:
+    """SIGINT/SIGTERM stop Terraform gracefully (exit 130/143) and name ``resume``."""
+    try:
+        with interrupts.handling(go_seconds(stop_timeout) or interrupts.DEFAULT_STOP_TIMEOUT):
+            yield
+    except interrupts.Interrupted as exc:
+        exc.resume = resume
+        raise
+
+
 def no_preflight_option(func: F) -> F:
     return click.option(
         "--no-preflight",
@@ -58,6 +102,7 @@ def common_options(func: F) -> F:
         "before failing.",
     )(func)
     func = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")(func)
+    func = run_options(func)
     func = click.option(
         "--via",
         type=click.Choice(["engine", "cdktf"]),
@@ -103,39 +148,79 @@ def _report(result: RunResult, as_json: bool) -> None:
 
 
 def _pipeline(
-    stage: str, via: str, lock_timeout: str, as_json: bool, no_preflight: bool
+    stage: str,
+    via: str,
+    lock_timeout: str,
+    as_json: bool,
+    no_preflight: bool,
+    quiet: bool = False,
+    allow_replace: bool = False,
 ) -> Pipeline:
     project = Project.load()
     run = StageRun(
         project,
         project.parse_stage(stage),
-        reporter=Reporter(quiet=as_json),
+        reporter=Reporter(quiet=as_json, progress=not quiet),
         lock_timeout=lock_timeout,
     )
-    return Pipeline(run, applier_for(via), live_preflight=not no_preflight)
+    return Pipeline(
+        run, applier_for(via), live_preflight=not no_preflight, allow_replace=allow_replace
+    )
 
 
 @click.command()
 @common_options
-def deploy(stage: str, via: str, lock_timeout: str, as_json: bool, no_preflight: bool) -> None:
+@click.option(
+    "--allow-replace",
+    is_flag=True,
+    help="Let the deploy delete or replace the stage's guarded resources (an owner's or "
+    "protected stage's Neon project and branch), which is refused (exit 3) otherwise.",
+)
+def deploy(
+    stage: str,
+    via: str,
+    lock_timeout: str,
+    as_json: bool,
+    no_preflight: bool,
+    quiet: bool,
+    stop_timeout: str,
+    allow_replace: bool,
+) -> None:
     """Create or update a stage (a referencing stage needs its owner deployed first).
 
     Says its target first; on the cloud target a preflight checks the credentials before
-    anything runs (exit 2 naming what to set, exit 1 when an API cannot be reached).
+    anything runs (exit 2 naming what to set, exit 1 when an API cannot be reached). A plan
+    that would replace the owner's (or a protected stage's) project or branch is refused
+    before anything is applied (exit 3), naming the attribute that forces it. Ctrl-C stops
+    Terraform gracefully and exits 130 (SIGTERM: 143), the state lock released.
 
     Example: forkstage deploy --stage pr-147
     """
-    _report(_pipeline(stage, via, lock_timeout, as_json, no_preflight).deploy(), as_json)
+    pipeline = _pipeline(stage, via, lock_timeout, as_json, no_preflight, quiet, allow_replace)
+    with interruptible(stop_timeout, f"forkstage deploy --stage {stage}"):
+        result = pipeline.deploy()
+    _report(result, as_json)
 
 
 @click.command()
 @common_options
-def plan(stage: str, via: str, lock_timeout: str, as_json: bool, no_preflight: bool) -> None:
+def plan(
+    stage: str,
+    via: str,
+    lock_timeout: str,
+    as_json: bool,
+    no_preflight: bool,
+    quiet: bool,
+    stop_timeout: str,
+) -> None:
     """Show what a deploy of the stage would change, changing nothing.
 
     Example: forkstage plan --stage pr-147 --json
     """
-    _report(_pipeline(stage, via, lock_timeout, as_json, no_preflight).plan(), as_json)
+    pipeline = _pipeline(stage, via, lock_timeout, as_json, no_preflight, quiet)
+    with interruptible(stop_timeout, f"forkstage plan --stage {stage}"):
+        result = pipeline.plan()
+    _report(result, as_json)
 
 
 @click.command()
@@ -155,6 +240,8 @@ def destroy(
     lock_timeout: str,
     as_json: bool,
     no_preflight: bool,
+    quiet: bool,
+    stop_timeout: str,
     force: bool,
     cascade: bool,
     strict: bool,
@@ -167,8 +254,10 @@ def destroy(
 
     Example: forkstage destroy --stage pr-147
     """
-    pipeline = _pipeline(stage, via, lock_timeout, as_json, no_preflight)
-    _report(pipeline.destroy(force=force, cascade=cascade, strict=strict), as_json)
+    pipeline = _pipeline(stage, via, lock_timeout, as_json, no_preflight, quiet)
+    with interruptible(stop_timeout, f"forkstage destroy --stage {stage}"):
+        result = pipeline.destroy(force=force, cascade=cascade, strict=strict)
+    _report(result, as_json)
 
 
 @click.command()
@@ -183,14 +272,25 @@ def destroy(
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @no_preflight_option
-def reset(stage: str, lock_timeout: str, as_json: bool, no_preflight: bool) -> None:
+@run_options
+def reset(
+    stage: str,
+    lock_timeout: str,
+    as_json: bool,
+    no_preflight: bool,
+    quiet: bool,
+    stop_timeout: str,
+) -> None:
     """Fork a preview's branch again from its owner's branch as it is now (Neon's "reset from
     parent"): the preview's own rows are gone, its migrations run again, the Worker keeps its
     URL. Through Terraform, so state stays the truth. Owner stages are refused (exit 3).
 
     Example: forkstage reset --stage pr-147
     """
-    _report(_pipeline(stage, "engine", lock_timeout, as_json, no_preflight).reset(), as_json)
+    pipeline = _pipeline(stage, "engine", lock_timeout, as_json, no_preflight, quiet)
+    with interruptible(stop_timeout, f"forkstage reset --stage {stage}"):
+        result = pipeline.reset()
+    _report(result, as_json)
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -233,7 +333,23 @@ def prune(
     if not dry_run:  # once, before the listing: each destroy then skips the API calls
         preflight(project.settings, live=not no_preflight)
     victims = prune_candidates(project, keep=keep if open_ is not None else None, max_age=max_age)
-    results = []
+    results: list[dict[str, Any]] = []
+    with interruptible("60s", "forkstage prune (again, with the same flags)"):
+        _prune(project, victims, results, dry_run=dry_run, as_json=as_json)
+    if as_json:
+        click.echo(json.dumps(results, sort_keys=True))
+    elif not victims:
+        click.echo("nothing to prune")
+
+
+def _prune(
+    project: Project,
+    victims: list[dict[str, str]],
+    results: list[dict[str, Any]],
+    *,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
     for victim in victims:
         destroyed = False
         if not dry_run:
@@ -246,7 +362,3 @@ def prune(
         if not as_json:
             verb = "would destroy" if dry_run else "destroyed" if destroyed else "already gone:"
             click.echo(f"{verb} {victim['stage']} ({victim['reason']})")
-    if as_json:
-        click.echo(json.dumps(results, sort_keys=True))
-    elif not victims:
-        click.echo("nothing to prune")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from localcloud.providers.standin import (
     ProviderError,
     Resource,
     StandIn,
+    step_delay,
 )
 from localcloud.providers.values import (
     Value,
@@ -46,6 +48,9 @@ class Servicer(rpc.ProviderServicer):
         self._schema: ProviderSchema | None = None
         self._handlers: dict[str, Resource] = {}
         self._sources: dict[str, DataSource] = {}
+        # set by StopProvider (Terraform's graceful stop after Ctrl-C): a step still waiting
+        # ends at once, with what it made returned, so it lands in the state
+        self.stopping = threading.Event()
 
     # -- schema --------------------------------------------------------------------------------
     @property
@@ -212,11 +217,14 @@ class Servicer(rpc.ProviderServicer):
             if planned is None:
                 if prior is not None:
                     handler.delete(prior)
-                new_state = None
+                new_state, operation = None, "delete"
             elif prior is None:
                 new_state = resolve(planned, normalize(block, handler.create(planned)))
+                operation = "create"
             else:
                 new_state = resolve(planned, normalize(block, handler.update(prior, planned)))
+                operation = "update"
+            self.stopping.wait(step_delay(request.type_name, operation))
             return pb.ApplyResourceChange.Response(
                 new_state=encode(new_state), private=request.planned_private
             )
@@ -257,4 +265,5 @@ class Servicer(rpc.ProviderServicer):
         return pb.GetFunctions.Response()
 
     def StopProvider(self, request: Any, context: Any) -> Any:
+        self.stopping.set()
         return pb.StopProvider.Response()

@@ -7,6 +7,7 @@ reach its backend from ``$FORKSTAGE_HOME``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -16,6 +17,23 @@ from cdk.providers.pins import ProviderPin
 from localcloud.providers.values import Value
 
 HOME_ENV = "FORKSTAGE_HOME"
+# Test setting: "neon_endpoint:create=4,cloudflare_workers_script:create=1" makes those steps
+# take that many more seconds (after the work is done, like a provider waiting for the API's
+# operation to finish), so an interrupt can be sent while a resource is being created.
+DELAY_ENV = "FORKSTAGE_LOCAL_DELAY"
+
+
+def step_delay(type_name: str, operation: str, environ: Mapping[str, str] | None = None) -> float:
+    """Seconds ``DELAY_ENV`` adds to ``operation`` (create, update, delete) of ``type_name``."""
+    text = (os.environ if environ is None else environ).get(DELAY_ENV, "")
+    for item in text.split(","):
+        key, _, seconds = item.strip().partition("=")
+        if key.strip() == f"{type_name}:{operation}":
+            try:
+                return max(0.0, float(seconds))
+            except ValueError:
+                return 0.0
+    return 0.0
 
 
 class ProviderError(Exception):
