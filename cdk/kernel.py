@@ -97,11 +97,11 @@ def start_early() -> bool:
         return False
     if "jsii" in sys.modules:
         return False  # too late: jsii may have started its kernel already
-    from cdk.runtime import RuntimeChoiceError, configured
+    from cdk.runtime import RuntimeChoiceError, chosen
 
     try:
         # what every forkstage app loads first, in jsii's order: constructs, then its runtime
-        assemblies = ("constructs", configured()[0])
+        assemblies = ("constructs", chosen())
     except RuntimeChoiceError:
         return False  # cdk.core says what is wrong when the app imports it
     roots = []

@@ -13,9 +13,9 @@ from __future__ import annotations
 import ast
 import importlib.util
 import os
+import re
 import tomllib
 from collections.abc import Mapping
-from functools import cache
 from pathlib import Path
 from typing import Literal, cast
 
@@ -70,21 +70,30 @@ def installed(runtime: str) -> bool:
     return importlib.util.find_spec(runtime) is not None
 
 
-@cache
+_settled: list[Runtime] = []  # this process's runtime, once cdk.core or check_app settled it
+
+
 def chosen() -> Runtime:
-    """The runtime of this process: configured, and installed (else one line saying what to do)."""
-    runtime, where = configured()
-    if not installed(runtime):
-        raise RuntimeChoiceError(
-            f"this app runs on {runtime} ({where}) but {runtime} is not installed: "
-            f"{INSTALL[runtime]}"
-        )
-    return runtime
+    """The runtime of this process: configured, and installed (else one line saying what to do).
+
+    Settled by ``check_app`` when the app runs through forkstage.app.run (from the app's folder),
+    else on first use from the working folder.
+    """
+    if not _settled:
+        runtime, where = configured()
+        if not installed(runtime):
+            raise RuntimeChoiceError(
+                f"this app runs on {runtime} ({where}) but {runtime} is not installed: "
+                f"{INSTALL[runtime]}"
+            )
+        _settled.append(runtime)
+    return _settled[0]
 
 
 # --------------------------------------------------------------------------- the app's imports
 # forkstage's own library: cdk.core imports whichever runtime was chosen, by design.
-LIBRARY = ("cdk",)
+LIBRARY = ("cdk", "forkstage")
+_STACK_REF = re.compile(r"^([A-Za-z_][\w.]*):[A-Za-z_]\w*$")
 
 
 def _local_module(root: Path, name: str) -> Path | None:
@@ -99,7 +108,7 @@ def imported_runtimes(root: Path, entry: Path) -> dict[str, Path]:
     """Each runtime the app's own code imports directly, with the first file that does.
 
     The app's code: ``entry`` (the script cdktf.json's "app" runs) and the modules of ``root`` it
-    imports, transitively, except forkstage's library.
+    imports (or names as ``"module:Class"``), transitively, except forkstage's own packages.
     """
     found: dict[str, Path] = {}
     todo, seen = [entry], set()
@@ -117,6 +126,8 @@ def imported_runtimes(root: Path, entry: Path) -> dict[str, Path]:
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
                 names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                names = _STACK_REF.findall(node.value)  # run("stacks.app:AppStack", ...)
             else:
                 continue
             for name in names:
@@ -129,9 +140,9 @@ def imported_runtimes(root: Path, entry: Path) -> dict[str, Path]:
 
 
 def check_app(root: Path, entry: Path, environ: Mapping[str, str] | None = None) -> Runtime:
-    """The app's runtime, or RuntimeChoiceError (one line) when its imports or the installed
-    packages do not match it: an app runs on one runtime, and a construct of one cannot live in
-    an app of the other."""
+    """The app's runtime, which becomes this process's, or RuntimeChoiceError (one line) when its
+    imports or the installed packages do not match it: an app runs on one runtime, and a
+    construct of one cannot live in an app of the other."""
     runtime, where = configured(root, environ)
     imports = imported_runtimes(root, entry) if entry.is_file() else {}
     other = next((name for name in imports if name != runtime), None)
@@ -152,4 +163,6 @@ def check_app(root: Path, entry: Path, environ: Mapping[str, str] | None = None)
             f"this app runs on {runtime} ({where}) but {runtime} is not installed: "
             f"{INSTALL[runtime]}"
         )
+    if not _settled:
+        _settled.append(runtime)
     return runtime

@@ -50,6 +50,12 @@ def run(stack: str | type[Any], main_file: str) -> NoReturn:
     problem = shadowing(root)
     if problem:
         _fail(problem)
+    from cdk.runtime import RuntimeChoiceError, check_app
+
+    try:  # cdktf or cdktn ([app] cdk), installed and the one the app's own code imports
+        check_app(root, Path(main_file))
+    except RuntimeChoiceError as exc:
+        _fail(str(exc))
     from cdk.kernel import memoize_overrides, start_early
 
     # Before the imports below: node boots and loads cdktf while Python imports it, and jsii

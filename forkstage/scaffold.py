@@ -19,10 +19,12 @@ from forkstage.shadow import shadowing
 
 TEMPLATE = Path(__file__).resolve().parent / "templates" / "app"
 GITIGNORE_MARK = "# forkstage (build and runtime output"
-# The Node tooling an app needs (what forkstage's own package.json pins): cdktf-cli for the plain
-# `npx cdktf` path, esbuild and postgres for the Worker bundle, Miniflare for the local cloud.
+# The Node tooling an app needs (what forkstage's own package.json pins): cdktf-cli or cdktn-cli
+# for the plain `npx cdktf|cdktn` path (CDK_CLIS, by `init --cdk`), esbuild and postgres for the
+# Worker bundle, Miniflare for the local cloud.
+CDK_CLIS = {"cdktf": {"cdktf-cli": "0.21.0"}, "cdktn": {"cdktn-cli": "0.24.0"}}
 NODE_DEV_DEPENDENCIES = {
-    "cdktf-cli": "0.21.0",
+    **CDK_CLIS["cdktf"],
     "esbuild": "0.28.2",
     "miniflare": "4.20260426.0",
     "postgres": "3.4.9",
@@ -49,12 +51,28 @@ class Plan:
     gitignore_append: str = ""
 
 
-def package_json(name: str) -> str:
+def node_dev_dependencies(cdk: str = "cdktf") -> dict[str, str]:
+    """The app's Node tooling with the CLI of its CDK runtime (cdktf-cli or cdktn-cli)."""
+    rest = {k: v for k, v in NODE_DEV_DEPENDENCIES.items() if k not in CDK_CLIS["cdktf"]}
+    return dict(sorted({**CDK_CLIS[cdk], **rest}.items()))
+
+
+def with_extra(requirement: str, extra: str) -> str:
+    """``forkstage==0.1.0`` -> ``forkstage[cdktn]==0.1.0``; ``.`` -> ``.[cdktn]``."""
+    match = re.match(r"(forkstage)(\s*@|==|$)", requirement)
+    if match:
+        return f"forkstage[{extra}]{requirement[len('forkstage') :]}"
+    if requirement.startswith((".", "/")) and "[" not in requirement:
+        return f"{requirement}[{extra}]"
+    return requirement
+
+
+def package_json(name: str, cdk: str = "cdktf") -> str:
     doc = {
         "name": name,
         "private": True,
         "description": f"Node tooling for {name}'s forkstage app (the lock file is committed).",
-        "devDependencies": NODE_DEV_DEPENDENCIES,
+        "devDependencies": node_dev_dependencies(cdk),
         "optionalDependencies": NODE_OPTIONAL_DEPENDENCIES,
     }
     return json.dumps(doc, indent=2) + "\n"
@@ -97,7 +115,7 @@ def install_requirement(folder: Path) -> str:
     return f"forkstage @ {url}" if url else pinned
 
 
-def plan(folder: Path, name: str, *, install: str | None = None) -> Plan:
+def plan(folder: Path, name: str, *, install: str | None = None, cdk: str = "cdktf") -> Plan:
     """Everything init would write into ``folder``; InitError naming every conflict."""
     if not APP_NAME.fullmatch(name) or "--" in name:
         raise InitError(
@@ -107,7 +125,10 @@ def plan(folder: Path, name: str, *, install: str | None = None) -> Plan:
     problem = shadowing(folder)
     if problem:
         raise InitError(problem)
-    values = {"name": name, "install": install or install_requirement(folder)}
+    requirement = install or install_requirement(folder)
+    if cdk == "cdktn" and install is None:
+        requirement = with_extra(requirement, "cdktn")  # cdktn comes with forkstage's extra
+    values = {"name": name, "install": requirement, "cdk": cdk}
     result = Plan(folder=folder)
     for source in sorted(p for p in TEMPLATE.rglob("*") if p.is_file()):
         if "__pycache__" in source.parts:
@@ -119,7 +140,7 @@ def plan(folder: Path, name: str, *, install: str | None = None) -> Plan:
         if rel == "gitignore":
             continue
         result.files[rel] = text
-    result.files["package.json"] = package_json(name)
+    result.files["package.json"] = package_json(name, cdk)
     ignore = (TEMPLATE / "gitignore.tmpl").read_text()
     existing = folder / ".gitignore"
     if existing.is_file():
@@ -133,7 +154,7 @@ def plan(folder: Path, name: str, *, install: str | None = None) -> Plan:
     for rel in result.files:
         dest = folder / rel
         if rel == "package.json" and dest.exists():
-            wanted = {**NODE_DEV_DEPENDENCIES}
+            wanted = node_dev_dependencies(cdk)
             add = ", ".join(f'"{k}": "{v}"' for k, v in wanted.items())
             opt = ", ".join(f'"{k}": "{v}"' for k, v in NODE_OPTIONAL_DEPENDENCIES.items())
             conflicts.append(

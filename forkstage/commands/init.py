@@ -22,11 +22,19 @@ from forkstage.scaffold import InitError, git_root, plan, write
     help="The app's name, part of every Neon and Cloudflare name (default: the folder's name).",
 )
 @click.option(
+    "--cdk",
+    type=click.Choice(["cdktf", "cdktn"]),
+    default="cdktf",
+    show_default=True,
+    help="The CDK runtime: cdktf 0.21 (archived by HashiCorp) or CDK Terrain, cdktn 0.24 "
+    "(maintained; recommended for new apps).",
+)
+@click.option(
     "--install",
     default=None,
     help="[ci] install: how pipelines install forkstage (default: how it was installed here).",
 )
-def init(folder: Path | None, name: str | None, install: str | None) -> None:
+def init(folder: Path | None, name: str | None, cdk: str, install: str | None) -> None:
     """Write a forkstage app into FOLDER (default: the current folder).
 
     forkstage.toml, cdktf.json, main.py, stacks/app.py, migrations/, worker/src/, package.json
@@ -34,12 +42,12 @@ def init(folder: Path | None, name: str | None, install: str | None) -> None:
     every conflict and exits 2 with nothing written. In an existing repository keep the app in
     its own folder, e.g. infra/.
 
-    Example: forkstage init infra --name shop
+    Example: forkstage init infra --name shop --cdk cdktn
     """
     target = (folder or Path.cwd()).resolve()
     app_name = name or target.name.lower()
     try:
-        result = plan(target, app_name, install=install)
+        result = plan(target, app_name, install=install, cdk=cdk)
     except InitError as exc:
         for line in exc.lines:
             click.echo(f"  {line}", err=True)
