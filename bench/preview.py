@@ -13,9 +13,14 @@ The CLI keeps no copy of those, so each command runs through this file's `--cli`
 the `forkstage` console script plus an observer (``forkstage.report.observing``) that keeps a
 copy of every `apply` run's stdout.
 
+Then the footprint of many previews: PR stages deployed one after another beside staging, with
+the proportional set size (PSS, /proc/PID/smaps_rollup) of every process of the local cloud
+(state server, PostgreSQL servers and their workers, Miniflare/workerd, endpoint proxies) summed
+after 1, 5 and 10 of them, and each of those deploys and destroys timed.
+
 Everything lives in its own FORKSTAGE_HOME under /tmp with its own state-server port, and is
 destroyed and stopped at the end, also on failure or Ctrl-C.
-Usage: python bench/preview.py [--runs N] [--budget SECONDS]
+Usage: python bench/preview.py [--runs N] [--budget SECONDS] [--stages N]
 """
 
 from __future__ import annotations
@@ -268,6 +273,109 @@ def _cell(value: float | None) -> str:
     return f"{value:>8.2f}" if value is not None else f"{'-':>8}"
 
 
+# -- footprint ----------------------------------------------------------------------------------
+FOOTPRINT_MARKS = (1, 5, 10)
+PSS_GOAL_MIB = 60.0
+
+
+def _children() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rfind(")") + 2 :].split()[1])
+        kids.setdefault(ppid, []).append(int(entry.name))
+    return kids
+
+
+def cloud_pids(home: Path) -> set[int]:
+    """The local cloud's processes: those that name the home or run in it, and their children."""
+    pids = {int(line.split()[0]) for line in processes_of(home)}
+    kids = _children()
+    todo = list(pids)
+    while todo:
+        for child in kids.get(todo.pop(), []):
+            if child not in pids and child != os.getpid():
+                pids.add(child)
+                todo.append(child)
+    return pids
+
+
+def pss_kib(pid: int) -> int:
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
+
+
+def footprint_mib(home: Path) -> tuple[float, int]:
+    """Total PSS of the local cloud in MiB, and how many processes it is."""
+    time.sleep(1.0)  # let the last deploy's short-lived processes end
+    pids = cloud_pids(home)
+    return sum(pss_kib(p) for p in pids) / 1024, len(pids)
+
+
+@dataclass
+class Footprint:
+    before: tuple[float, int] = (0.0, 0)
+    at: dict[int, tuple[float, int]] = field(default_factory=dict)
+    deploys: list[float] = field(default_factory=list)
+    destroys: list[float] = field(default_factory=list)
+
+
+def measure_footprint(home: Path, count: int, budget_end: float) -> Footprint:
+    result = Footprint(before=footprint_mib(home))
+    deployed = []
+    try:
+        for i in range(1, count + 1):
+            if time.monotonic() > budget_end:
+                print(f"budget used: footprint stops at {i - 1} stages")
+                break
+            stage = f"pr-{9500 + i}"
+            _, took = forkstage("deploy", "--stage", stage, "--json")
+            deployed.append(stage)
+            result.deploys.append(took)
+            if i in FOOTPRINT_MARKS or i == count:
+                result.at[i] = footprint_mib(home)
+                print(f"footprint: {i} PR stages, {result.at[i][0]:.0f} MiB PSS", flush=True)
+    finally:
+        for stage in deployed:
+            _, took = forkstage("destroy", "--stage", stage, "--json")
+            result.destroys.append(took)
+    return result
+
+
+def print_footprint(fp: Footprint) -> None:
+    print("\nfootprint: PSS of every local-cloud process, MiB (staging deployed)")
+    print(f"{'PR stages':<12}{'PSS MiB':>10}{'procs':>8}{'per PR stage':>14}")
+    base, nprocs = fp.before
+    print(f"{0:<12}{base:>10.0f}{nprocs:>8}{'-':>14}")
+    for n, (mib, procs) in sorted(fp.at.items()):
+        print(f"{n:<12}{mib:>10.0f}{procs:>8}{(mib - base) / n:>14.1f}")
+    if len(fp.at) >= 2:
+        (n1, (m1, _)), (n2, (m2, _)) = min(fp.at.items()), max(fp.at.items())
+        slope = (m2 - m1) / (n2 - n1)
+        verdict = "met" if slope <= PSS_GOAL_MIB else "MISSED"
+        print(
+            f"each additional PR stage ({n1} -> {n2}): {slope:.1f} MiB "
+            f"(goal <= {PSS_GOAL_MIB:.0f} MiB {verdict})"
+        )
+    if fp.deploys:
+        print(
+            f"deploys: median {_median(fp.deploys):.2f} s (min {min(fp.deploys):.2f}, max "
+            f"{max(fp.deploys):.2f}); destroys: median {_median(fp.destroys):.2f} s "
+            f"(min {min(fp.destroys):.2f}, max {max(fp.destroys):.2f})"
+        )
+
+
 def print_table(
     prs: list[Cycle], baseline: list[Cycle], staging_seconds: float, elapsed: float
 ) -> None:
@@ -329,6 +437,7 @@ def isolate(home: Path, port: int) -> None:
     os.environ.update(
         FORKSTAGE_HOME=str(home),
         FORKSTAGE_BACKEND_ENDPOINT=f"http://127.0.0.1:{port}",
+        PYTHONPATH=str(REPO),  # the checkout this file is in, also for an older worktree
         PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="20",
     )
@@ -397,9 +506,12 @@ def main() -> None:
         default=240.0,
         help="stop starting new cycles after this many seconds (clean-up comes after)",
     )
+    parser.add_argument(
+        "--stages", type=int, default=10, help="PR stages deployed at once for the footprint"
+    )
     args = parser.parse_args()
-    if args.runs < 1:
-        parser.error("--runs must be at least 1")
+    if args.runs < 0 or args.stages < 0:
+        parser.error("--runs and --stages must not be negative")
     started = time.monotonic()
     home = Path(tempfile.mkdtemp(prefix="forkstage-bench-", dir="/tmp"))
     home.chmod(0o755)  # PostgreSQL runs as the postgres user and must enter the home
@@ -409,6 +521,8 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)
     prs: list[Cycle] = []
     baseline: list[Cycle] = []
+    footprint: Footprint | None = None
+    staging_seconds = 0.0
     try:
         _, staging_seconds = forkstage("deploy", "--stage", "staging", "--json")
         for i in range(1, args.runs + 1):
@@ -424,9 +538,14 @@ def main() -> None:
                 f"{baseline[-1].deploy_wall:.1f} s / {baseline[-1].destroy_wall:.1f} s",
                 flush=True,
             )
+        if args.stages:
+            footprint = measure_footprint(home, args.stages, started + 2 * args.budget)
     finally:
         clean_up(home)
-    print_table(prs, baseline, staging_seconds, time.monotonic() - started)
+    if prs:
+        print_table(prs, baseline, staging_seconds, time.monotonic() - started)
+    if footprint is not None:
+        print_footprint(footprint)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from forkstage.local_workers import running_local_url
 from forkstage.locks import created_at
 from forkstage.preflight import target_line
 from forkstage.runs import describes, last_run
-from forkstage.state import StageState, StateReader
+from forkstage.state import DEFAULT_CONCURRENCY, StageEntry, StageState, StateReader
 from localcloud.endpoints import connect_overrides
 
 # Rows a summary shows first, in this order: (label, output name).
@@ -33,10 +33,10 @@ SUMMARY_FIELDS = (
 )
 
 
-def backend_reader(project: Project) -> StateReader:
+def backend_reader(project: Project, *, concurrency: int = DEFAULT_CONCURRENCY) -> StateReader:
     """A reader of the project's backend, with the embedded server started if need be."""
     embedded.ensure_running(project.settings.backend, project.home)
-    return StateReader(project.settings.backend, project.home)
+    return StateReader(project.settings.backend, project.home, concurrency=concurrency)
 
 
 def _age(moment: datetime | None) -> str:
@@ -59,32 +59,95 @@ def stage_status(state: StageState | None) -> str:
     return "live" if state is not None and (state.resources or state.outputs) else "empty"
 
 
-def stage_rows(project: Project) -> list[dict[str, Any]]:
+# What a listing row needs of a state, kept per stage with the ETag it was read at, so a
+# listing reads again only the states that changed since (no output values: they may be secret).
+FACTS_FILE = "stage-facts.json"
+
+
+def _facts_path(project: Project) -> Path:
+    return project.home / "cache" / FACTS_FILE
+
+
+def _load_facts(project: Project, scope: str) -> dict[str, dict[str, Any]]:
+    try:
+        doc = json.loads(_facts_path(project).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(doc, dict) or doc.get("backend") != scope:
+        return {}
+    stages = doc.get("stages")
+    return stages if isinstance(stages, dict) else {}
+
+
+def _save_facts(project: Project, scope: str, facts: dict[str, dict[str, Any]]) -> None:
+    path = _facts_path(project)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+        tmp.write_text(json.dumps({"backend": scope, "stages": facts}, sort_keys=True))
+        tmp.replace(path)
+    except OSError:
+        pass  # a cache: the next listing reads the states again
+
+
+def _facts(state: StageState) -> dict[str, Any]:
+    return {
+        "etag": state.etag,
+        "serial": state.serial,
+        "resources": state.resources,
+        "status": stage_status(state),
+        "last_change": state.last_modified.isoformat() if state.last_modified else None,
+    }
+
+
+def stage_rows(project: Project, *, concurrency: int = DEFAULT_CONCURRENCY) -> list[dict[str, Any]]:
     """Every stage in the backend: kind, status, owner, last change, serial, resources, lock
-    holder; read from the state itself, so right after a plain cdktf run too."""
-    reader = backend_reader(project)
+    holder; read from the state itself, so right after a plain cdktf run too.
+
+    One listing, then the states that changed since the last listing on this machine (their
+    ETag differs) and the locks the listing shows, read ``concurrency`` at a time: an unchanged
+    or empty state object and an absent lock cost no request."""
+    reader = backend_reader(project, concurrency=concurrency)
+    backend = project.settings.backend
+    scope = f"{backend.endpoint}|{backend.bucket}|{backend.key}"
+    entries = reader.entries()
+    known = _load_facts(project, scope)
+    facts: dict[str, dict[str, Any]] = {}
+
+    def read(entry: StageEntry) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        fact = None
+        if entry.size:
+            cached = known.get(entry.stage)
+            if entry.etag and isinstance(cached, dict) and cached.get("etag") == entry.etag:
+                fact = cached
+            else:
+                state = reader.state(entry.stage)
+                fact = _facts(state) if state is not None else None
+        return fact, reader.lock(entry.stage) if entry.locked else None
+
     rows = []
-    for name in reader.stages():
-        parsed = project.parse_stage_or_none(name)
-        state = reader.state(name)
-        lock = reader.lock(name)
+    for entry, (fact, lock) in zip(entries, reader.map(read, entries), strict=True):
+        parsed = project.parse_stage_or_none(entry.stage)
+        if fact is not None and fact.get("etag"):
+            facts[entry.stage] = fact
+        last_change = fact["last_change"] if fact else None
         rows.append(
             {
-                "stage": name,
+                "stage": entry.stage,
                 "kind": parsed.kind if parsed else "unknown",
-                "status": stage_status(state),
+                "status": fact["status"] if fact else "empty",
                 "owner": parsed.owner if parsed else None,
-                "last_change": state.last_modified.isoformat()
-                if state and state.last_modified
-                else None,
-                "age": _age(state.last_modified if state else None),
-                "serial": state.serial if state else 0,
-                "resources": state.resources if state else 0,
+                "last_change": last_change,
+                "age": _age(datetime.fromisoformat(last_change) if last_change else None),
+                "serial": fact["serial"] if fact else 0,
+                "resources": fact["resources"] if fact else 0,
                 "locked_by": (lock or {}).get("Who") if lock else None,
                 "lock_id": (lock or {}).get("ID") if lock else None,
                 "lock_age": _age(created_at(lock)) if lock else None,
             }
         )
+    if facts != known:
+        _save_facts(project, scope, facts)
     return rows
 
 
@@ -247,16 +310,20 @@ def prune_candidates(
     project: Project, *, keep: set[str] | None, max_age: float | None
 ) -> list[dict[str, str]]:
     """Referencing stages to prune: closed (not in ``keep``, when given) or unchanged for
-    longer than ``max_age`` seconds. Owner stages are never candidates."""
+    longer than ``max_age`` seconds. Owner stages are never candidates.
+
+    Both come from the bucket listing alone (names and the state objects' last change): no
+    state is read, however many stages there are."""
     now = time.time()
     victims = []
-    for row in stage_rows(project):
-        if row["kind"] != "referencing":
+    for entry in backend_reader(project).entries():
+        parsed = project.parse_stage_or_none(entry.stage)
+        if parsed is None or parsed.kind != "referencing":
             continue
-        closed = keep is not None and row["stage"] not in keep
+        closed = keep is not None and entry.stage not in keep
         stale = False
-        if max_age is not None and row["last_change"]:
-            stale = now - datetime.fromisoformat(row["last_change"]).timestamp() > max_age
+        if max_age is not None and entry.size and entry.last_modified:
+            stale = now - entry.last_modified.timestamp() > max_age
         if closed or stale:
-            victims.append({"stage": row["stage"], "reason": "closed" if closed else "stale"})
+            victims.append({"stage": entry.stage, "reason": "closed" if closed else "stale"})
     return victims

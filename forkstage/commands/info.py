@@ -12,10 +12,6 @@ import click
 from forkstage.commands import stage_option
 from forkstage.context import Project
 from forkstage.errors import BadInput
-from forkstage.pipeline import Pipeline
-from forkstage.report import Reporter
-from forkstage.runner import StageRun
-from forkstage.schemadiff import SchemaDiff
 from forkstage.views import (
     change_line,
     github_output_text,
@@ -53,14 +49,22 @@ ENV_KEYS = (
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the stages as a JSON list.")
-def stages(as_json: bool) -> None:
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=16,
+    show_default=True,
+    help="States read from the backend at once.",
+)
+def stages(as_json: bool, concurrency: int) -> None:
     """List every stage in the state backend: kind, status, owner, serial, resources, lock holder.
 
     Read from the state itself: a stage emptied by a plain `cdktf destroy` shows as `empty`.
+    States are read --concurrency at a time; a lock is read only where the listing shows one.
 
-    Example: forkstage stages --json
+    Example: forkstage stages --json --concurrency 32
     """
-    rows = stage_rows(Project.load())
+    rows = stage_rows(Project.load(), concurrency=concurrency)
     if as_json:
         click.echo(json.dumps(rows, sort_keys=True))
         return
@@ -201,6 +205,8 @@ SCHEMA_LINES_SHOWN = 15
 
 def schema_markdown(section: dict[str, Any]) -> str:
     """The summary's "Schema changes against <owner>" section (``views.schema_section``)."""
+    from forkstage.schemadiff import SchemaDiff
+
     lines = [f"#### Schema changes against `{section['against']}`", ""]
     if "error" in section:
         return "\n".join([*lines, f"Schema not compared: {section['error']}"])
@@ -239,6 +245,9 @@ def env_cmd(stage: str, no_preflight: bool) -> None:
 
     Example: eval "$(forkstage env --stage pr-147)" && npx cdktf deploy
     """
+    from forkstage.pipeline import Pipeline
+    from forkstage.report import Reporter
+    from forkstage.runner import StageRun
     from forkstage.synth import prepare_cdktf_folder
 
     project = Project.load()
