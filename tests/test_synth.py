@@ -39,12 +39,12 @@ def env(tmp: Path, **extra: str) -> dict[str, str]:
     }
 
 
-def synth(tmp: Path, stage: str) -> Path:
+def synth(tmp: Path, stage: str, **extra: str) -> Path:
     out = tmp / f"out-{stage}"
     proc = subprocess.run(
         [str(BIN / "forkstage"), "synth", "--stage", stage, "--out", str(out)],
         cwd=REPO,
-        env=env(tmp),
+        env=env(tmp, **extra),
         capture_output=True,
         text=True,
         check=False,
@@ -236,12 +236,17 @@ def test_an_unprepared_stack_stops_terraform_init_naming_forkstage_env(
 
 
 @pytest.mark.slow
-def test_cdktf_cli_synth_is_identical(outdir: Path, tmp_path: Path) -> None:
-    out = tmp_path / "cdktf"
+@pytest.mark.parametrize("runtime", ["cdktf", "cdktn"])
+def test_cli_synth_is_identical(outdir: Path, tmp_path: Path, runtime: str) -> None:
+    """`npx cdktf synth` on cdktf, `npx cdktn synth` on cdktn (issue 24): what forkstage writes."""
+    out = tmp_path / runtime
+    choice = {"FORKSTAGE_CDK": runtime}  # this repository's app runs on cdktf unless told
+    if runtime != "cdktf":
+        outdir = synth(tmp_path, "pr-147", **choice).parent
     proc = subprocess.run(
-        ["npx", "cdktf", "synth", "--output", str(out)],
+        ["npx", runtime, "synth", "--output", str(out)],
         cwd=REPO,
-        env=env(tmp_path, STAGE="pr-147"),
+        env=env(tmp_path, STAGE="pr-147", **choice),
         capture_output=True,
         text=True,
         check=False,
@@ -254,6 +259,10 @@ def test_cdktf_cli_synth_is_identical(outdir: Path, tmp_path: Path) -> None:
     theirs = (out / "stacks" / "stack-pr-147" / "cdk.tf.json").read_text()
     assert json.loads(ours) == json.loads(theirs)
     assert ours == theirs
+    assert (
+        json.loads(ours)["//"]["metadata"]["version"]
+        == {"cdktf": "0.21.0", "cdktn": "0.24.0"}[runtime]
+    )
     files = sorted(p.relative_to(ours_dir) for p in ours_dir.rglob("*") if p.is_file())
     assert files == sorted(
         p.relative_to(out / "stacks") for p in (out / "stacks").rglob("*") if p.is_file()

@@ -80,10 +80,11 @@ def _without_metadata(node: Any) -> Any:
     return node
 
 
-def synth_stage(stage: str, out: Path) -> dict[str, Any]:
+def synth_stage(stage: str, out: Path, runtime: str = "cdktf") -> dict[str, Any]:
     """`forkstage synth --stage <stage> --out <out>` (its own home) and read stack-<stage>."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FORKSTAGE_", "STAGE"))}
     env["FORKSTAGE_HOME"] = str(out.parent / f"home-{stage}")
+    env["FORKSTAGE_CDK"] = runtime
     forkstage = Path(sys.executable).parent / "forkstage"
     proc = subprocess.run(
         [str(forkstage), "synth", "--stage", stage, "--out", str(out)],
@@ -110,10 +111,14 @@ def addresses(doc: dict[str, Any]) -> set[str]:
     return found | {f"provider.{name}" for name in doc["provider"]}
 
 
+@pytest.mark.parametrize("runtime", ["cdktf", "cdktn"])
 @pytest.mark.parametrize("stage", STAGES)
-def test_stage_synthesizes_as_the_deployed_baseline(stage: str, tmp_path: Path) -> None:
+def test_stage_synthesizes_as_the_deployed_baseline(
+    stage: str, runtime: str, tmp_path: Path
+) -> None:
+    """On cdktn too (issue 24): a stage deployed with the cdktf app plans no changes on cdktn."""
     out = tmp_path / stage
-    ours = normalise(synth_stage(stage, out), out / "stacks" / f"stack-{stage}")
+    ours = normalise(synth_stage(stage, out, runtime), out / "stacks" / f"stack-{stage}")
     baseline = json.loads((BASELINE / f"{stage}.json").read_text())
     assert addresses(ours) == addresses(baseline)
     for section in ("resource", "data", "output", "provider", "terraform"):
@@ -135,9 +140,9 @@ def test_baseline_addresses_are_the_ones_deployed_stages_have() -> None:
 
 
 def test_logical_id_is_cdktf_s_own() -> None:
-    from cdktf import App, TerraformResource, TerraformStack
     from constructs import Construct
 
+    from cdk.core import App, TerraformResource, TerraformStack
     from cdk.stack import logical_id
 
     stack = TerraformStack(App(), "s")
@@ -159,9 +164,8 @@ def test_logical_id_is_cdktf_s_own() -> None:
 
 
 def _stack_with_two_branches(tmp_path: Path) -> dict[str, Any]:
-    from cdktf import App
-
     from cdk.cloudflare import Hyperdrive
+    from cdk.core import App
     from cdk.neon import NeonBranch, NeonProject
     from cdk.settings import load_settings
     from cdk.stack import ForkstageStack
