@@ -3,10 +3,11 @@
 The Cloudflare stand-in (re)starts a script's Worker when the script is uploaded, when a
 Hyperdrive config it binds changes, and when Terraform reads a script whose Worker does not run
 (after a reboot: as Neon endpoints wake on read); deleting the script stops it. A stand-in lives
-for one Terraform run, so each Worker is a detached Miniflare process (``localcloud.workers``)
-that any later process finds through files keyed by the script name:
-``$FORKSTAGE_HOME/workers/<script>.pid`` (``.ready`` holds its URL, ``.config`` a fingerprint of
-what it was started with) and the log ``$FORKSTAGE_HOME/logs/worker-<script>.log``.
+for one Terraform run, so every Worker runs in one detached Miniflare host per home
+(``localcloud.workers_host``), which any later process finds and asks which Workers it serves,
+on which URL, started from what (a fingerprint); its log is ``$FORKSTAGE_HOME/logs/workers.log``.
+Per-script pid files (``workers/<script>.pid``) are what earlier versions ran: they are still
+found and stopped.
 
 Miniflare comes from the project's ``node_modules``: ``$FORKSTAGE_NODE_MODULES``, else the
 ``node_modules/.bin`` folder on PATH, which forkstage's Terraform environment already has.
@@ -24,21 +25,16 @@ from urllib.parse import urlsplit
 
 from localcloud.cloudflare import Account, NotFound, safe_name
 from localcloud.neon_state import NeonError
-from localcloud.workers import (
-    DEFAULT_COMPATIBILITY_DATE,
-    WorkerError,
-    WorkerProcess,
-    start_worker,
-    stop_pid_file,
-)
+from localcloud.workers import DEFAULT_COMPATIBILITY_DATE, WorkerError, WorkerProcess, stop_pid_file
+from localcloud.workers_host import WorkersHost
 
 NODE_MODULES_ENV = "FORKSTAGE_NODE_MODULES"
 
 
 def worker_files(home: Path, script_name: str) -> tuple[Path, Path]:
-    """The pid file and log file of a script's Worker."""
+    """The pid file an earlier version kept for a script's Worker, and the Workers' log."""
     key = safe_name(script_name)
-    return Path(home) / "workers" / f"{key}.pid", Path(home) / "logs" / f"worker-{key}.log"
+    return Path(home) / "workers" / f"{key}.pid", WorkersHost(home).log_path
 
 
 def _config_file(pid_path: Path) -> Path:
@@ -57,14 +53,18 @@ def find_node_modules(environ: Mapping[str, str] | None = None) -> Path:
             return modules
     raise WorkerError(
         "the local cloud cannot run Workers: Miniflare was not found; put the project's "
-        f"node_modules/.bin on PATH or set {NODE_MODULES_ENV} (run `make install` first)"
+        f"node_modules/.bin on PATH or set {NODE_MODULES_ENV} (`npm install` in the project)"
     )
 
 
 def attach(home: Path, script_name: str) -> WorkerProcess | None:
     """The script's Worker if it runs now."""
-    pid_path, log_path = worker_files(home, script_name)
-    return WorkerProcess.attach(name=script_name, pid_path=pid_path, log_path=log_path)
+    hosted = WorkersHost(home).workers().get(script_name)
+    if hosted is not None:
+        return hosted
+    pid_path, _ = worker_files(home, script_name)  # one an earlier version started
+    legacy = Path(home) / "logs" / f"worker-{safe_name(script_name)}.log"
+    return WorkerProcess.attach(name=script_name, pid_path=pid_path, log_path=legacy)
 
 
 def _fingerprint(account: Account, record: Mapping[str, Any], urls: Mapping[str, str]) -> str:
@@ -110,39 +110,49 @@ def ensure_worker(
             except NeonError as exc:  # an origin whose endpoint is gone
                 raise WorkerError(f"Hyperdrive binding {binding['name']}: {exc}") from None
     fingerprint = _fingerprint(account, record, urls)
-    pid_path, log_path = worker_files(account.home, script_name)
-    running = attach(account.home, script_name)
-    if running is not None:
-        try:
-            same = _config_file(pid_path).read_text().strip() == fingerprint
-        except OSError:
-            same = False
-        if same and port in (0, _port(running)):
+    host = WorkersHost(account.home)
+    with host.locked():
+        running = host.workers().get(script_name)
+        moves = running is not None and port not in (0, _port(running))
+        if running is not None and running.fingerprint == fingerprint and not moves:
             return running
-    stop_worker(account.home, script_name)
-    worker = start_worker(
-        name=script_name,
-        script=Path(record["path"]),
-        bindings={},
-        hyperdrive=urls,
-        main_module=record.get("main_module"),
-        compatibility_date=record.get("compatibility_date") or DEFAULT_COMPATIBILITY_DATE,
-        compatibility_flags=tuple(record.get("compatibility_flags") or ()),
-        log_path=log_path,
-        pid_path=pid_path,
-        port=port,
-        ready_path=None,  # Cloudflare never calls a Worker to deploy it
-        node_modules=node_modules or find_node_modules(),
-    )
-    _config_file(pid_path).write_text(fingerprint + "\n")
-    return worker
+        if moves:
+            host.delete(script_name)  # to serve it on the port asked for
+        _stop_legacy(account.home, script_name)
+        host.start(node_modules or find_node_modules())
+        source = Path(record["path"])
+        try:
+            script = source.read_text()
+        except OSError as exc:
+            raise WorkerError(f"cannot read Worker script {source}: {exc.strerror}") from None
+        return host.put(
+            {
+                "name": script_name,
+                "script": script,
+                "main_module": record.get("main_module") or source.name,
+                "compatibility_date": record.get("compatibility_date")
+                or DEFAULT_COMPATIBILITY_DATE,
+                "compatibility_flags": list(record.get("compatibility_flags") or ()),
+                "bindings": {},
+                "hyperdrives": urls,
+                "port": port or (_port(running) if running else 0) or 0,
+                "fingerprint": fingerprint,
+            }
+        )
 
 
-def stop_worker(home: Path, script_name: str) -> bool:
-    """Stop the script's Worker (and a workerd its launcher left behind); False if none ran."""
+def _stop_legacy(home: Path, script_name: str) -> bool:
     pid_path, _ = worker_files(home, script_name)
     _config_file(pid_path).unlink(missing_ok=True)
     return stop_pid_file(pid_path)
+
+
+def stop_worker(home: Path, script_name: str) -> bool:
+    """Stop the script's Worker (the others keep serving); False if none ran."""
+    host = WorkersHost(home)
+    with host.locked():
+        removed = host.delete(script_name)
+    return _stop_legacy(home, script_name) or removed
 
 
 def restart_bound(account: Account, account_id: str, hyperdrive_id: str) -> None:
@@ -159,9 +169,11 @@ def restart_bound(account: Account, account_id: str, hyperdrive_id: str) -> None
 
 
 def running(home: Path) -> list[WorkerProcess]:
-    """Every Worker of this home that runs now, by pid file name."""
-    found = []
+    """Every Worker of this home that runs now, by name."""
+    found: list[WorkerProcess] = [w for _, w in sorted(WorkersHost(home).workers().items())]
     for pid_path in sorted((Path(home) / "workers").glob("*.pid")):
+        if pid_path.name == "host.pid":
+            continue
         log_path = Path(home) / "logs" / f"worker-{pid_path.stem}.log"
         worker = WorkerProcess.attach(name=pid_path.stem, pid_path=pid_path, log_path=log_path)
         if worker is not None:
@@ -171,8 +183,13 @@ def running(home: Path) -> list[WorkerProcess]:
 
 def stop_all(home: Path) -> list[str]:
     """Stop every Worker of this home, leftover workerd processes included; their names."""
-    stopped = []
+    host = WorkersHost(home)
+    with host.locked():
+        stopped = sorted(host.workers())
+        host.stop()
     for pid_path in sorted((Path(home) / "workers").glob("*.pid")):
+        if pid_path.name == "host.pid":
+            continue
         _config_file(pid_path).unlink(missing_ok=True)
         if stop_pid_file(pid_path):
             stopped.append(pid_path.stem)

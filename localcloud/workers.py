@@ -139,6 +139,7 @@ class WorkerProcess:
     pid_path: Path
     log_path: Path
     ready_seconds: float = 0.0  # start_worker() call to the first HTTP answer
+    generation: int = 0  # changes whenever the Worker is (re)started: 0 here, see HostedWorker
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -219,8 +220,8 @@ def _check_binding_name(name: str) -> None:
 def _node_modules(folder: Path) -> Path:
     if not (folder / "miniflare" / "package.json").is_file():
         raise WorkerError(
-            f"Miniflare is not installed in {folder}: run `make install` "
-            "(npm ci --ignore-scripts) in the project root"
+            f"Miniflare is not installed in {folder}: run `npm install` (or `npm ci`) "
+            "in the project"
         )
     return folder.resolve()
 

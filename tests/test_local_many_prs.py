@@ -13,10 +13,12 @@ import shutil
 import time
 import urllib.request
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
 
+from localcloud import live_workers
 from tests.local_env import LocalCloud
 from tests.wrapper_env import REPO
 
@@ -63,6 +65,11 @@ def postmasters(cloud: LocalCloud) -> list[str]:
     return [p for p in cloud.processes() if "postgres -D" in p]
 
 
+def worker_runtimes(cloud: LocalCloud) -> list[str]:
+    """The Workers' processes: one Miniflare host (Node) and its workerd, however many Workers."""
+    return [p for p in cloud.processes() if "miniflare" in p or "workerd" in p.split(" ")[0]]
+
+
 def test_ten_prs_two_at_a_time_stay_isolated_and_leave_nothing_behind(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -102,6 +109,9 @@ def test_ten_prs_two_at_a_time_stay_isolated_and_leave_nothing_behind(
         assert not set(branch_of.values()) & staging_branches
         assert len(plane.endpoints()) == len(staging_endpoints) + len(PRS)
         assert len(postmasters(cloud)) == len(staging_endpoints) + len(PRS)
+        runtimes = worker_runtimes(cloud)
+        assert len(runtimes) == 2 and sum("miniflare_host.mjs" in p for p in runtimes) == 1
+        assert len({urlsplit(url).port for url in worker_of.values()}) == len(PRS)
         assert set(cloud.stages()) == {"staging", *PRS}
         assert staging_serial_now() == staging_serial
 
@@ -133,9 +143,8 @@ def test_ten_prs_two_at_a_time_stay_isolated_and_leave_nothing_behind(
         for stage, branch in branch_of.items():
             assert not any(branch in p for p in running), stage
         assert notes("staging") == [SEED]
-        assert sorted(p.stem for p in (cloud.home / "workers").glob("*.pid")) == [
-            "forkstage-api-staging"
-        ]
+        assert [w.name for w in live_workers.running(cloud.home)] == ["forkstage-api-staging"]
+        assert len(worker_runtimes(cloud)) == 2
 
         mark = time.monotonic()
         cloud.ok("destroy", "--stage", "staging")

@@ -473,9 +473,9 @@ def test_a_script_s_worker_follows_its_code_and_its_hyperdrive(app_db, run_dir: 
     account.put_script("acc", "api", content=BUNDLE.read_text(), settings=settings)
     try:
         worker = live_workers.ensure_worker(account, "acc", "api", node_modules=NODE_MODULES)
-        assert worker.pid_path == run_dir / "workers" / "api.pid"  # keyed by script name
         assert _call(worker, "/health")[1] == {"ok": True, "database": first_db.name}
-        assert live_workers.ensure_worker(account, "acc", "api").pid == worker.pid  # as it was
+        same = live_workers.ensure_worker(account, "acc", "api")
+        assert (same.url, same.generation) == (worker.url, worker.generation)  # as it was
 
         # the Hyperdrive config moves to another database: its bound Worker follows
         account.put_hyperdrive(
@@ -483,21 +483,94 @@ def test_a_script_s_worker_follows_its_code_and_its_hyperdrive(app_db, run_dir: 
         )
         live_workers.restart_bound(account, "acc", config["id"])
         moved = live_workers.attach(run_dir, "api")
-        assert moved is not None and moved.pid != worker.pid
+        assert moved is not None and moved.generation != worker.generation
+        assert moved.url == worker.url  # a Worker keeps its address while it exists
         assert _call(moved, "/health")[1] == {"ok": True, "database": second_db.name}
 
         # new code: ensure_worker runs it; the same code again changes nothing
         script = "export default { fetch() { return new Response('v2'); } };"
         account.put_script("acc", "api", content=script, settings=settings)
         again = live_workers.ensure_worker(account, "acc", "api", node_modules=NODE_MODULES)
-        assert again.pid != moved.pid and _call(again, "/") == (200, "v2")
+        assert again.generation != moved.generation and _call(again, "/") == (200, "v2")
         assert [w.name for w in live_workers.running(run_dir)] == ["api"]
         pids = again.processes()
+        assert len(pids) == 2  # the host (node) and its workerd
         assert live_workers.stop_worker(run_dir, "api") is True
-        assert [p for p in pids if _alive(p)] == []
+        assert [p for p in pids if _alive(p)] == []  # the last Worker gone: the host stops
         assert live_workers.attach(run_dir, "api") is None
     finally:
         live_workers.stop_all(run_dir)
+
+
+def test_one_host_serves_many_workers_and_changes_drop_no_request(app_db, run_dir: Path) -> None:
+    """Each Worker its own URL and database in one Node + workerd; deploying, changing and
+    removing Workers (two at once too) never fails a request to another one."""
+    account = Account(run_dir)
+    settings = {
+        "main_module": "index.js",
+        "compatibility_date": "2025-09-01",
+        "compatibility_flags": ["nodejs_compat"],
+    }
+    dbs = {}
+    for name in ("a", "b"):
+        dbs[name] = app_db()
+        config = account.put_hyperdrive("acc", {"name": name, "origin": _origin(dbs[name])})
+        bound = [{"type": "hyperdrive", "name": "HYPERDRIVE", "id": config["id"]}]
+        account.put_script(
+            "acc", name, content=BUNDLE.read_text(), settings={**settings, "bindings": bound}
+        )
+    try:
+        a = live_workers.ensure_worker(account, "acc", "a", node_modules=NODE_MODULES)
+        b = live_workers.ensure_worker(account, "acc", "b", node_modules=NODE_MODULES)
+        assert a.pid == b.pid and a.url != b.url
+        assert len(a.processes()) == 2  # one Node, one workerd for both
+        assert _call(a, "/health")[1] == {"ok": True, "database": dbs["a"].name}
+        assert _call(b, "/health")[1] == {"ok": True, "database": dbs["b"].name}
+
+        failures: list[object] = []
+        answered = [0]
+        stop = threading.Event()
+
+        def hammer() -> None:
+            while not stop.is_set():
+                status, body = _call(a, "/health")
+                if status != 200 or body != {"ok": True, "database": dbs["a"].name}:
+                    failures.append((status, body))
+                answered[0] += 1
+
+        clients = [threading.Thread(target=hammer) for _ in range(3)]
+        for thread in clients:
+            thread.start()
+        try:
+            script = "export default { fetch() { return new Response('c'); } };"
+            for name in ("c", "d"):
+                account.put_script("acc", name, content=script, settings=settings)
+            both = [
+                threading.Thread(
+                    target=live_workers.ensure_worker,
+                    args=(account, "acc", name),
+                    kwargs={"node_modules": NODE_MODULES},
+                )
+                for name in ("c", "d")
+            ]
+            for thread in both:
+                thread.start()
+            for thread in both:
+                thread.join()
+            changed = "export default { fetch() { return new Response('b2'); } };"
+            account.put_script("acc", "b", content=changed, settings=settings)
+            b2 = live_workers.ensure_worker(account, "acc", "b", node_modules=NODE_MODULES)
+            assert b2.url == b.url and _call(b2, "/") == (200, "b2")
+            assert live_workers.stop_worker(run_dir, "c") and live_workers.stop_worker(run_dir, "d")
+        finally:
+            stop.set()
+            for thread in clients:
+                thread.join()
+        assert failures == [] and answered[0] > 10
+        assert sorted(w.name for w in live_workers.running(run_dir)) == ["a", "b"]
+    finally:
+        live_workers.stop_all(run_dir)
+    assert live_workers.running(run_dir) == []
 
 
 def test_miniflare_is_found_through_the_environment(tmp_path: Path) -> None:
