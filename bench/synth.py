@@ -1,12 +1,14 @@
-"""Synth speed: `forkstage synth --stage pr-147` against `npx cdktf synth` of the same app.
+"""Synth speed: `forkstage synth --stage pr-147` against `npx cdktf synth` of the same app, and
+the same pair on CDK Terrain (`FORKSTAGE_CDK=cdktn`: `npx cdktn synth`, the app on cdktn 0.24).
 
 Everything runs on this machine in the same run, interleaved (round-robin, after one warm-up
-round), and prints one table: the baseline, `forkstage synth` (stack-pr-147 alone: a named
-stage is synthesized alone, by both), then rows that show where forkstage's time goes:
+round), and prints one table: per runtime, the CLI's synth as the baseline, `forkstage synth`
+(stack-pr-147 alone: a named stage is synthesized alone, by both) and the app alone, then rows
+that show where forkstage's time goes (on cdktf, the repository's default):
 
 - the app alone (`python main.py`, in the environment `forkstage synth` gives it) and the same
-  app with each speed-up of cdk/kernel.py taken back out: jsii's stock launcher on the machine's
-  node, the same on the pinned Node 22, no early kernel start, no override memo;
+  app on cdktf with each speed-up of cdk/kernel.py taken back out: jsii's stock launcher on the
+  machine's node, the same on the pinned Node 22, no early kernel start, no override memo;
 - one run of main.py split into phases by this file's `--probe` mode, which runs main.py in its
   own process with timers on jsii's kernel calls (interpreter start, Python imports, node kernel
   start, assembly loads, stack build with its jsii call count, synth with its callback count,
@@ -34,8 +36,9 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PROBE = "--probe"
 STACKS = ("pr-147",)  # a named stage is synthesized alone
-# cdktf classes that add a validation running `$TERRAFORM_BINARY_NAME version` at synth.
-VERSION_PROBES = ("cdktf.DataResource", "cdktf.CloudBackend")
+# Classes that add a validation running `$TERRAFORM_BINARY_NAME version` at synth.
+RUNTIMES = ("cdktf", "cdktn")
+VERSION_PROBES = tuple(f"{r}.{c}" for r in RUNTIMES for c in ("DataResource", "CloudBackend"))
 
 
 def probe(out_file: str) -> None:
@@ -204,26 +207,30 @@ def main() -> None:
             out = tmp / f"app-{'-'.join(f'{k}={Path(v).name}' for k, v in extra.items())}"
             return [py, "main.py"], {**app_env, **extra, "CDKTF_OUTDIR": str(out)}, out
 
-        cases: dict[str, tuple[list[str], dict[str, str], Path | None]] = {
-            "npx cdktf synth (baseline)": (
-                ["npx", "cdktf", "synth", "--output", str(tmp / "cdktf")],
-                {**env, "STAGE": "pr-147"},
-                tmp / "cdktf",
-            ),
-            "forkstage synth --stage pr-147": (
-                [fs, "synth", "--stage", "pr-147", "--out", str(tmp / "fs")],
-                env,
-                tmp / "fs",
-            ),
-            "app: python main.py (stack-pr-147)": app(),
-            "  same, jsii stock launcher + machine's node": app(JSII_NODE=system_node),
+        cases: dict[str, tuple[list[str], dict[str, str], Path | None]] = {}
+        for rt in RUNTIMES:
+            rt_env = {**env, "FORKSTAGE_CDK": rt}
+            cases[baseline(rt)] = (
+                ["npx", rt, "synth", "--output", str(tmp / rt)],
+                {**rt_env, "STAGE": "pr-147"},
+                tmp / rt,
+            )
+            cases[f"forkstage synth --stage pr-147 ({rt})"] = (
+                [fs, "synth", "--stage", "pr-147", "--out", str(tmp / f"fs-{rt}")],
+                rt_env,
+                tmp / f"fs-{rt}",
+            )
+            cases[f"app: python main.py, stack-pr-147 ({rt})"] = app(FORKSTAGE_CDK=rt)
+        whole = list(cases)
+        cases |= {
+            "  app (cdktf), jsii stock launcher + machine's node": app(JSII_NODE=system_node),
             **(
-                {"  same, jsii stock launcher + pinned Node 22": app(JSII_NODE=str(PINNED_NODE))}
+                {"  app (cdktf), jsii stock launcher + Node 22": app(JSII_NODE=str(PINNED_NODE))}
                 if PINNED_NODE.is_file()
                 else {}
             ),
-            "  same, no early kernel start": app(FORKSTAGE_JSII_EARLY="0"),
-            "  same, no jsii override memo": app(FORKSTAGE_JSII_MEMO="0"),
+            "  app (cdktf), no early kernel start": app(FORKSTAGE_JSII_EARLY="0"),
+            "  app (cdktf), no jsii override memo": app(FORKSTAGE_JSII_MEMO="0"),
             "  part: forkstage CLI start (forkstage --help)": ([fs, "--help"], env, None),
             f"  part: {len(STACKS)} x `forkstage-terraform version`": (
                 ["sh", "-c", f'for _ in {" ".join(STACKS)}; do "{shim}" version >/dev/null; done'],
@@ -241,22 +248,31 @@ def main() -> None:
             if round_no:
                 for name, took in phases.items():
                     results[f"  phase: {name}"].append(took)
-    order = [*list(cases)[:3], *[n for n in results if n.startswith("  phase")], *list(cases)[3:]]
-    base = statistics.median(results["npx cdktf synth (baseline)"])
+    phase_rows = [n for n in results if n.startswith("  phase")]
+    order = [*whole, *phase_rows, *[n for n in cases if n not in whole]]
     print(f"synth benchmark: {args.runs} runs each, interleaved; median and min seconds")
+    print("speed-up: against the CLI synth of the same runtime; phases and parts: cdktf")
     print(f"{'case':<60} {'median s':>9} {'min s':>7} {'speed-up':>9}")
     for name in order:
         times = results[name]
         med = statistics.median(times)
-        whole = not name.lstrip().startswith(("part", "phase"))
-        speed = f"{base / med:>8.1f}x" if whole else ""
+        rt = "cdktn" if name.endswith("cdktn)") else "cdktf"
+        base = statistics.median(results[baseline(rt)])
+        entire = not name.lstrip().startswith(("part", "phase"))
+        speed = f"{base / med:>8.1f}x" if entire else ""
         print(f"{name:<60} {med:>9.3f} {min(times):>7.3f} {speed:>9}")
-    ours = statistics.median(results["forkstage synth --stage pr-147"])
-    met = ours <= 1.0 and base / ours >= 4
-    print(
-        f"goal: forkstage synth <= 1.0 s and >= 4x faster than npx cdktf synth: "
-        f"{ours:.3f} s, {base / ours:.1f}x -> {'met' if met else 'not met'}"
-    )
+    for rt in RUNTIMES:
+        base = statistics.median(results[baseline(rt)])
+        ours = statistics.median(results[f"forkstage synth --stage pr-147 ({rt})"])
+        met = ours <= 1.0 and base / ours >= 4
+        print(
+            f"goal ({rt}): forkstage synth <= 1.0 s and >= 4x faster than npx {rt} synth: "
+            f"{ours:.3f} s, {base / ours:.1f}x -> {'met' if met else 'not met'}"
+        )
+
+
+def baseline(runtime: str) -> str:
+    return f"npx {runtime} synth (baseline, {runtime})"
 
 
 if __name__ == "__main__":
