@@ -23,7 +23,7 @@ from typing import Any
 from backend.errors import S3Error
 from backend.limits import DEFAULT_LIMITS, Limits
 from backend.server import DEFAULT_BUCKET, ServerBusy, make_server
-from backend.store import validate_bucket_name
+from backend.store.store import validate_bucket_name
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4599

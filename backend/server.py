@@ -20,12 +20,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from backend import credentials
-from backend.handler import Handler
+from backend.http.listener import Listener
 from backend.limits import DEFAULT_LIMITS, Limits
-from backend.listener import Listener
-from backend.respond import render_error
-from backend.store import Store
+from backend.s3 import credentials
+from backend.s3.handler import Handler
+from backend.s3.respond import render_error
+from backend.store.store import Store
 
 DEFAULT_BUCKET = "forkstage-state"
 LISTEN_BACKLOG = 1024

@@ -291,7 +291,7 @@ def _stop(servers: list[Any]) -> None:
 
 def profile_forkstage(folder: Path) -> None:
     """PUT @1 and lock @1 against an in-process server, every server thread under cProfile."""
-    from backend import credentials
+    from backend.s3 import credentials
     from backend.server import make_server, serve_in_thread
 
     cells = (("PUT @1", put_plan, 1), ("lock+unlock pairs @1", lock_plan, 2))

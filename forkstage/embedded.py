@@ -138,7 +138,7 @@ def _rejects_our_key(backend: BackendSettings, home: Path) -> bool:
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
 
-    from backend.credentials import ensure_admin
+    from backend.s3.credentials import ensure_admin
 
     cred = ensure_admin(data_dir(home))
     request = AWSRequest(

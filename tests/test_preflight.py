@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 import pytest
 
-from backend.credentials import ensure_admin
+from backend.s3.credentials import ensure_admin
 from forkstage.errors import BadInput, Failed
 from forkstage.preflight import check_cloudflare, check_neon
 from localcloud.net import free_port

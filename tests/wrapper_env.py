@@ -18,7 +18,7 @@ from localcloud.net import free_port
 from tests import procs
 
 if TYPE_CHECKING:
-    from backend.credentials import Credential
+    from backend.s3.credentials import Credential
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE_APP = Path(__file__).resolve().parent / "fixture_app"
@@ -72,7 +72,7 @@ class Sandbox:
         return procs.start([str(BIN / "forkstage"), *args], cwd=self.app, env=self.env())
 
     def admin_credential(self) -> Credential:
-        from backend.credentials import ensure_admin
+        from backend.s3.credentials import ensure_admin
 
         return ensure_admin(self.home / "state")
 

@@ -198,7 +198,7 @@ def credentials_cmd(
 
     Example: forkstage backend credentials --policy stage --stage pr-147 --read-outputs staging
     """
-    from backend import credentials
+    from backend.s3 import credentials
 
     reads = [r.strip() for item in read_outputs for r in item.split(",") if r.strip()]
     data = data_dir or embedded.data_dir(Project.load().home)
@@ -343,7 +343,7 @@ def bootstrap_cmd(
 
     from backend.bootstrap import bootstrap
     from backend.errors import S3Error
-    from backend.store import validate_bucket_name
+    from backend.store.store import validate_bucket_name
 
     project = Project.load()
     configured = project.settings.backend

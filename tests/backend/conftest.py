@@ -19,8 +19,8 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from backend import credentials
-from backend.credentials import Credential
+from backend.s3 import credentials
+from backend.s3.credentials import Credential
 from backend.server import StateServer, make_server, serve_in_thread
 from forkstage.engine import run_terraform, terraform_env
 from localcloud.net import free_port as free_port  # re-exported: the tests import it from here

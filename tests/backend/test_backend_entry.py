@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from conftest import BUCKET, Running, s3_client
 from test_state_cli import NO_AWS_ENV
 
-from backend import credentials
+from backend.s3 import credentials
 from forkstage.cli import main
 from forkstage.context import Project
 from forkstage.state import StateReader

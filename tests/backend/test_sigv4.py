@@ -18,8 +18,6 @@ from botocore.utils import percent_encode, percent_encode_sequence
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backend import sigv4
-from backend.credentials import Credential
 from backend.errors import (
     AccessDenied,
     InvalidAccessKeyId,
@@ -28,7 +26,9 @@ from backend.errors import (
     S3Error,
     SignatureDoesNotMatch,
 )
-from backend.s3types import Headers
+from backend.http.message import Headers
+from backend.s3 import sigv4
+from backend.s3.credentials import Credential
 
 HOST = "127.0.0.1:9000"
 ADMIN = Credential("AKIDSIGV4TEST", "s3cret/with+odd=chars", "admin")

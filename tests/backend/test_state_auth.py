@@ -12,8 +12,8 @@ import pytest
 from botocore.exceptions import ClientError
 from conftest import BUCKET, Running, raw_request
 
-from backend import credentials
-from backend.credentials import Credential
+from backend.s3 import credentials
+from backend.s3.credentials import Credential
 
 STAGING = "env:/staging/forkstage/terraform.tfstate"
 PR = "env:/pr-147/forkstage/terraform.tfstate"

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from conftest import BUCKET, Running
 
-from backend.credentials import Credential
+from backend.s3.credentials import Credential
 
 AWS = str(Path(sys.executable).parent / "aws")
 MIB = 1024 * 1024

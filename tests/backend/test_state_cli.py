@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner, Result
 from conftest import BUCKET, Running, free_port
 
-from backend import credentials
+from backend.s3 import credentials
 from forkstage.cli import main
 
 KEY = "env:/staging/forkstage/terraform.tfstate"

@@ -34,8 +34,8 @@ from conftest import (
     start_module_server,
 )
 
-from backend import credentials
 from backend.limits import MIB, Limits
+from backend.s3 import credentials
 
 UNSIGNED = "UNSIGNED-PAYLOAD"
 

@@ -26,7 +26,7 @@ from conftest import BUCKET, Running, sign_headers
 from hypothesis import HealthCheck, example, given, note, settings
 from hypothesis import strategies as st
 
-from backend import credentials
+from backend.s3 import credentials
 from backend.server import make_server, serve_in_thread
 
 _EXTRA = int(os.environ.get("FUZZ_EXAMPLES", "0"))

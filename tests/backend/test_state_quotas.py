@@ -11,8 +11,8 @@ import pytest
 from botocore.exceptions import ClientError
 from conftest import BUCKET, Running, _start
 
-from backend import quota
 from backend.limits import KIB, MIB, Limits
+from backend.store import quota
 
 WS = "env:/pr-1/"
 

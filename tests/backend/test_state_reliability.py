@@ -18,8 +18,9 @@ import pytest
 from botocore.exceptions import BotoCoreError, ClientError
 from conftest import BUCKET, Running, free_port, raw_request, s3_client, start_cli_server
 
-from backend import checksums, credentials
-from backend.credentials import Credential
+from backend import checksums
+from backend.s3 import credentials
+from backend.s3.credentials import Credential
 
 STAGING = "env:/staging/forkstage/terraform.tfstate"
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import BUCKET, Running, _start, raw_request
 
-from backend import quota
 from backend.limits import KIB, MIB, Limits
+from backend.store import quota
 
 DATA = Path(__file__).parent / "data"
 STAGING = "env:/staging/forkstage/terraform.tfstate"

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from backend.bodies import ChunkDecoder
 from backend.errors import EntityTooLarge, IncompleteBody, InvalidRequest, S3Error
+from backend.http.bodies import ChunkDecoder
+from backend.http.wire import RequestHead, check_target, parse_head, parse_query, split_path
 from backend.limits import MIB
-from backend.wire import RequestHead, check_target, parse_head, parse_query, split_path
 
 
 def head(text: str) -> RequestHead:

@@ -19,13 +19,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from backend.errors import HeaderTooLarge, IncompleteBody, RequestTimeout, S3Error
-from backend.wire import MAX_HEAD_BYTES
+from backend.http.wire import MAX_HEAD_BYTES
 
 if TYPE_CHECKING:
-    from backend.listener import Listener
+    from backend.limits import Limits
+
+    class Handler(Protocol):
+        async def handle(self, conn: Connection, raw: bytes) -> bool: ...
+        async def refuse(self, conn: Connection, err: Exception) -> None: ...
+
+    class Listener(Protocol):
+        """What a connection needs of the listener that accepted it (``listener.Listener``)."""
+
+        loop: asyncio.AbstractEventLoop
+        limits: Limits
+        handler: Handler
+
+        def forget(self, conn: Connection) -> None: ...
+
 
 IDLE, HEAD, BODY, BUSY, WRITE, LINGER = range(6)
 EVICTABLE = (IDLE, HEAD, LINGER)  # not in the middle of a request

@@ -18,9 +18,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from backend.db import disk_full
 from backend.errors import InsufficientStorage, InternalError
-from backend.s3types import CHUNK, Payload
+from backend.payload import CHUNK, Payload
+from backend.store.db import disk_full
 
 OBJECTS_DIR = "objects"
 

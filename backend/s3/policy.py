@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import enum
 
-from backend.credentials import Credential
 from backend.errors import AccessDenied
+from backend.s3.credentials import Credential
 
 WORKSPACE_PREFIX = "env:/"
 LOCK_SUFFIX = ".tflock"

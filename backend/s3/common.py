@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable
 from urllib.parse import quote
 
-from backend import checksums, policy, redact, xmlio
+from backend import checksums
 from backend.errors import (
     AccessDenied,
     BadDigest,
@@ -20,9 +20,11 @@ from backend.errors import (
     NoSuchBucket,
     S3Error,
 )
-from backend.policy import Access
-from backend.records import Conditions, ObjectMeta
-from backend.s3types import S3Request, b64_of_hex
+from backend.s3 import policy, xmlio
+from backend.s3.policy import Access
+from backend.s3.request import S3Request
+from backend.store import redact
+from backend.store.records import Conditions, ObjectMeta
 
 MAX_LIST_KEYS = 1000
 STORAGE_CLASS = "STANDARD"
@@ -32,6 +34,10 @@ _RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
 
 def etag(value: str) -> str:
     return f'"{value}"'
+
+
+def b64_of_hex(hex_digest: str) -> str:
+    return base64.b64encode(bytes.fromhex(hex_digest)).decode("ascii")
 
 
 def int_param(params: dict[str, str], name: str, default: int, low: int, high: int) -> int:

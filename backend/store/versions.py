@@ -11,10 +11,10 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 
-from backend import retention
 from backend.errors import NoSuchVersion
 from backend.limits import Limits
-from backend.records import VCOLS, ObjectMeta, meta_from_row, new_version_id
+from backend.store import retention
+from backend.store.records import VCOLS, ObjectMeta, meta_from_row, new_version_id
 
 
 @dataclass(frozen=True)

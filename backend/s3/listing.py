@@ -1,7 +1,7 @@
 """ListObjects (v1 and v2) and ListObjectVersions.
 
 Entries are shown as the caller's GET would describe them: for an outputs-only credential a
-state's size and ETag are those of its redacted view (``ops_common.listed``).
+state's size and ETag are those of its redacted view (``common.listed``).
 """
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ import base64
 import binascii
 from collections.abc import Callable
 
-from backend import xmlio
 from backend.errors import InvalidArgument, NotImplementedOp
-from backend.ops_common import MAX_LIST_KEYS, STORAGE_CLASS, encoder, etag, int_param, listed
-from backend.records import Listing, ObjectMeta
-from backend.s3types import Response, S3Request
+from backend.http.message import Response
+from backend.s3 import xmlio
+from backend.s3.common import MAX_LIST_KEYS, STORAGE_CLASS, encoder, etag, int_param, listed
+from backend.s3.request import S3Request
+from backend.store.records import Listing, ObjectMeta
 
 RETENTION_HEADER = "x-forkstage-retention"
 

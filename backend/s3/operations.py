@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from backend import ops_buckets, ops_listing, ops_multipart, ops_objects
 from backend.errors import MethodNotAllowed, NotImplementedOp
-from backend.s3types import Headers, Response, S3Request
+from backend.http.message import Headers, Response
+from backend.s3 import buckets, listing, multipart, objects
+from backend.s3.request import S3Request
 
 # Sub-resources we do not serve: asking for them must not fall through to a plain GET/PUT.
 _UNSUPPORTED = {
@@ -101,25 +102,25 @@ def route(method: str, bucket: str, key: str, params: dict[str, str], headers: H
 
 
 OPERATIONS: dict[str, Callable[[S3Request], Response]] = {
-    "ListBuckets": ops_buckets.list_buckets,
-    "HeadBucket": ops_buckets.head_bucket,
-    "CreateBucket": ops_buckets.create_bucket,
-    "DeleteBucket": ops_buckets.delete_bucket,
-    "GetBucketLocation": ops_buckets.get_bucket_location,
-    "GetBucketVersioning": ops_buckets.get_bucket_versioning,
-    "ListObjectsV2": ops_listing.list_objects_v2,
-    "ListObjects": ops_listing.list_objects,
-    "ListObjectVersions": ops_listing.list_object_versions,
-    "GetObject": ops_objects.get_object,
-    "HeadObject": ops_objects.head_object,
-    "PutObject": ops_objects.put_object,
-    "DeleteObject": ops_objects.delete_object,
-    "CreateMultipartUpload": ops_multipart.create_multipart_upload,
-    "UploadPart": ops_multipart.upload_part,
-    "CompleteMultipartUpload": ops_multipart.complete_multipart_upload,
-    "AbortMultipartUpload": ops_multipart.abort_multipart_upload,
-    "ListMultipartUploads": ops_multipart.list_multipart_uploads,
-    "ListParts": ops_multipart.list_parts,
+    "ListBuckets": buckets.list_buckets,
+    "HeadBucket": buckets.head_bucket,
+    "CreateBucket": buckets.create_bucket,
+    "DeleteBucket": buckets.delete_bucket,
+    "GetBucketLocation": buckets.get_bucket_location,
+    "GetBucketVersioning": buckets.get_bucket_versioning,
+    "ListObjectsV2": listing.list_objects_v2,
+    "ListObjects": listing.list_objects,
+    "ListObjectVersions": listing.list_object_versions,
+    "GetObject": objects.get_object,
+    "HeadObject": objects.head_object,
+    "PutObject": objects.put_object,
+    "DeleteObject": objects.delete_object,
+    "CreateMultipartUpload": multipart.create_multipart_upload,
+    "UploadPart": multipart.upload_part,
+    "CompleteMultipartUpload": multipart.complete_multipart_upload,
+    "AbortMultipartUpload": multipart.abort_multipart_upload,
+    "ListMultipartUploads": multipart.list_multipart_uploads,
+    "ListParts": multipart.list_parts,
 }
 
 # Operations whose body is payload to store (everything else must send a small or empty body).

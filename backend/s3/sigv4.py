@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import quote
 
-from backend.credentials import Credential
 from backend.errors import (
     AccessDenied,
     InvalidAccessKeyId,
@@ -26,6 +25,7 @@ from backend.errors import (
     RequestTimeTooSkewed,
     SignatureDoesNotMatch,
 )
+from backend.s3.credentials import Credential
 
 MAX_SKEW = dt.timedelta(minutes=15)
 PAYLOAD_MARKERS = ("UNSIGNED-PAYLOAD", "STREAMING-UNSIGNED-PAYLOAD-TRAILER")

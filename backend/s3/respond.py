@@ -9,13 +9,14 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from backend import accesslog, wire, xmlio
-from backend.connection import Connection, ConnectionCut
 from backend.errors import S3Error
-from backend.s3types import Response
+from backend.http import accesslog, wire
+from backend.http.connection import Connection, ConnectionCut
+from backend.http.message import Response
+from backend.s3 import xmlio
 
 if TYPE_CHECKING:
-    from backend.dispatch import Dispatcher
+    from backend.s3.dispatch import Dispatcher
 
 Logger = Callable[[str], None]
 SMALL_WRITE = 64 * 1024  # bodies up to this size go out in one send with their head

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from backend import checksums, xmlio
+from backend import checksums
 from backend.errors import InvalidArgument
-from backend.ops_common import (
+from backend.http.message import Response
+from backend.s3 import xmlio
+from backend.s3.common import (
     STORAGE_CLASS,
+    b64_of_hex,
     conditions,
     encoder,
     etag,
@@ -16,8 +19,8 @@ from backend.ops_common import (
     verified_algos,
     verified_checksums,
 )
-from backend.records import MAX_PARTS, NewObject
-from backend.s3types import Response, S3Request, b64_of_hex
+from backend.s3.request import S3Request
+from backend.store.records import MAX_PARTS, NewObject
 
 MAX_UPLOADS = 1000
 _OWNER = xmlio.el("ID", "forkstage") + xmlio.el("DisplayName", "forkstage")

@@ -21,7 +21,7 @@ from backend.errors import (
     KeyTooLongError,
     MethodNotAllowed,
 )
-from backend.s3types import Headers
+from backend.http.message import Headers
 
 MAX_HEAD_BYTES = 16 * 1024  # request line and headers together
 MAX_HEADERS = 100

@@ -1,75 +1,23 @@
-"""The types the HTTP layer hands to the S3 operations and gets back.
+"""Request bodies as every room sees them: received whole, hashed as they arrived, kept small.
 
-``Payload`` is a request body received whole, hashed as it arrived, and held in memory only when
-it is small: larger bodies live in a spool file in the data directory, so a client's upload
-never costs the server its size in memory. ``Response.stream`` lets a large object go back out
-the same way, a chunk at a time.
+``Payload`` is a request body held in memory only when it is small: larger bodies live in a spool
+file in the data directory, so a client's upload never costs the server its size in memory. The
+HTTP layer fills a ``PayloadSink``, the S3 operations read the ``Payload`` and the store makes it
+durable, so it lives here, above none of them.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, overload
 
 from backend import checksums
 
-if TYPE_CHECKING:
-    from backend.credentials import Credential
-    from backend.limits import Limits
-    from backend.policy import Access
-    from backend.store import Store
-
 CHUNK = 1 << 20
-
-
-class Headers:
-    """Request headers: case-insensitive names, every value kept in arrival order."""
-
-    __slots__ = ("_index", "_items")
-
-    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
-        self._items: list[tuple[str, str]] = []
-        self._index: dict[str, list[str]] = {}
-        for name, value in items:
-            self.add(name, value)
-
-    def add(self, name: str, value: str) -> None:
-        self._items.append((name, value))
-        self._index.setdefault(name.lower(), []).append(value)
-
-    @overload
-    def get(self, name: str) -> str | None: ...
-    @overload
-    def get(self, name: str, default: str) -> str: ...
-    def get(self, name: str, default: str | None = None) -> str | None:
-        values = self._index.get(name.lower())
-        return values[0] if values else default
-
-    def get_all(self, name: str) -> list[str] | None:
-        values = self._index.get(name.lower())
-        return list(values) if values else None
-
-    def count(self, name: str) -> int:
-        return len(self._index.get(name.lower(), ()))
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._index
-
-    def __iter__(self) -> Iterator[str]:
-        return (name for name, _ in self._items)
-
-    def items(self) -> list[tuple[str, str]]:
-        return list(self._items)
-
-    def __len__(self) -> int:
-        return len(self._items)
 
 
 class Payload:
@@ -235,46 +183,3 @@ class PayloadSink:
                 self._path.unlink()
             self._path = None
         self._buf = bytearray()
-
-
-@dataclass(frozen=True)
-class Quota:
-    """What a stage credential may hold under its workspace prefix."""
-
-    prefix: str
-    max_keys: int
-    max_bytes: int
-
-
-@dataclass
-class Response:
-    status: int = 200
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
-    # A large body goes out a chunk at a time; the operation sets Content-Length itself.
-    stream: Iterable[bytes] | None = None
-
-    @classmethod
-    def xml(cls, body: bytes, status: int = 200) -> Response:
-        return cls(status, {"Content-Type": "application/xml"}, body)
-
-
-@dataclass
-class S3Request:
-    op: str
-    method: str
-    bucket: str
-    key: str
-    params: dict[str, str]
-    headers: Headers
-    payload: Payload
-    access: Access
-    store: Store
-    limits: Limits
-    quota: Quota | None = None
-    # the authenticated credential: listings and HEAD show each key as its GET would
-    cred: Credential | None = None
-
-
-def b64_of_hex(hex_digest: str) -> str:
-    return base64.b64encode(bytes.fromhex(hex_digest)).decode("ascii")

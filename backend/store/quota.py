@@ -11,11 +11,20 @@ when it grows a usage past its limit; deletes and aborts only ever shrink it.
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass
 
 from backend.errors import QuotaExceeded
-from backend.s3types import Quota
 
 _WS = "env:/"
+
+
+@dataclass(frozen=True)
+class Quota:
+    """What a stage credential may hold under its workspace prefix."""
+
+    prefix: str
+    max_keys: int
+    max_bytes: int
 
 
 def _rest(col: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 from backend.errors import InvalidArgument
-from backend.records import (
+from backend.store.records import (
     VCOLS,
     Listing,
     ObjectMeta,

@@ -18,8 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from backend import checksums, quota, retention, versions
-from backend.db import Database
+from backend import checksums
 from backend.errors import (
     EntityTooLarge,
     EntityTooSmall,
@@ -29,8 +28,12 @@ from backend.errors import (
     NoSuchUpload,
 )
 from backend.limits import Limits
-from backend.objectfiles import ObjectFiles
-from backend.records import (
+from backend.payload import CHUNK, Payload, PayloadSink
+from backend.store import quota, retention, versions
+from backend.store.db import Database
+from backend.store.objectfiles import ObjectFiles
+from backend.store.quota import Quota
+from backend.store.records import (
     MAX_PARTS,
     MIN_PART_BYTES,
     Conditions,
@@ -38,7 +41,6 @@ from backend.records import (
     PartInfo,
     check_conditions,
 )
-from backend.s3types import CHUNK, Payload, PayloadSink, Quota
 
 Wanted = list[tuple[int, str, dict[str, str]]]
 

@@ -17,16 +17,13 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
-from backend.connection import EVICTABLE, LINGER_SECONDS, Connection
+from backend.http.connection import EVICTABLE, LINGER_SECONDS, Connection
 
 if TYPE_CHECKING:
+    from backend.http.connection import Handler
     from backend.limits import Limits
-
-    class Handler(Protocol):
-        async def handle(self, conn: Connection, raw: bytes) -> bool: ...
-        async def refuse(self, conn: Connection, err: Exception) -> None: ...
 
 
 ACCEPT_BATCH = 64  # connections accepted per readiness event

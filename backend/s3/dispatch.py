@@ -21,8 +21,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from backend.operations import OPERATIONS
-from backend.s3types import Response, S3Request
+from backend.http.message import Response
+from backend.s3.operations import OPERATIONS
+from backend.s3.request import S3Request
 
 T = TypeVar("T")
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from backend import xmlio
-from backend.ops_common import require_bucket
-from backend.records import validate_bucket_name
-from backend.s3types import Response, S3Request
+from backend.http.message import Response
+from backend.s3 import xmlio
+from backend.s3.common import require_bucket
+from backend.s3.request import S3Request
+from backend.store.records import validate_bucket_name
 
 
 def list_buckets(req: S3Request) -> Response:

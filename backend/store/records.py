@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backend.errors import InvalidArgument, InvalidBucketName, NoSuchKey, PreconditionFailed
-from backend.s3types import Payload
+from backend.payload import Payload
 
 MIN_PART_BYTES = 5 * 1024 * 1024
 MAX_PARTS = 10000

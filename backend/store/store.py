@@ -20,8 +20,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
-from backend import diskspace, listing, quota, versions
-from backend.db import DB_NAME, Database
 from backend.errors import (
     BucketAlreadyOwnedByYou,
     BucketNotEmpty,
@@ -34,9 +32,12 @@ from backend.errors import (
     NoSuchVersion,
 )
 from backend.limits import DEFAULT_LIMITS, Limits
-from backend.multipart import Uploads, Wanted
-from backend.objectfiles import ObjectFiles
-from backend.records import (
+from backend.store import diskspace, listing, quota, versions
+from backend.store.db import DB_NAME, Database
+from backend.store.multipart import Uploads, Wanted
+from backend.store.objectfiles import ObjectFiles
+from backend.store.quota import Quota
+from backend.store.records import (
     NCOLS,
     VCOLS,
     Conditions,
@@ -49,10 +50,9 @@ from backend.records import (
     check_conditions,
     meta_from_row,
 )
-from backend.records import validate_bucket_name as validate_bucket_name
-from backend.redact import Views
-from backend.retention import Janitor, SweepReport
-from backend.s3types import Quota
+from backend.store.records import validate_bucket_name as validate_bucket_name
+from backend.store.redact import Views
+from backend.store.retention import Janitor, SweepReport
 
 T = TypeVar("T")
 SPOOL_DIR = "tmp"

@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from backend import quota
 from backend.errors import InsufficientStorage, InternalError
+from backend.store import quota
 
 T = TypeVar("T")
 DB_NAME = "state.sqlite3"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from backend import checksums
 from backend.errors import PreconditionFailed
-from backend.ops_common import (
+from backend.http.message import Response
+from backend.s3.common import (
+    b64_of_hex,
     checksum_headers,
     conditions,
     etag,
@@ -16,9 +18,9 @@ from backend.ops_common import (
     verified_algos,
     verified_checksums,
 )
-from backend.policy import Access
-from backend.records import NewObject, ObjectMeta
-from backend.s3types import Response, S3Request, b64_of_hex
+from backend.s3.policy import Access
+from backend.s3.request import S3Request
+from backend.store.records import NewObject, ObjectMeta
 
 
 def _check_read_conditions(req: S3Request, meta: ObjectMeta) -> Response | None:

@@ -18,10 +18,6 @@ import os
 import traceback
 from collections.abc import Callable
 
-from backend import accesslog, bodies, policy, sigv4, wire
-from backend.connection import BUSY, Connection, ConnectionCut
-from backend.credentials import Credential, CredentialBook
-from backend.dispatch import DEFAULT_WORKERS, Dispatcher
 from backend.errors import (
     AccessDenied,
     ContentSHA256Mismatch,
@@ -34,11 +30,19 @@ from backend.errors import (
     MissingContentLength,
     S3Error,
 )
+from backend.http import accesslog, bodies, wire
+from backend.http.connection import BUSY, Connection, ConnectionCut
+from backend.http.message import Response
 from backend.limits import Limits
-from backend.operations import PAYLOAD_OPS, route
-from backend.respond import Exchange, Responder, render_error
-from backend.s3types import EMPTY, Payload, PayloadSink, Quota, Response, S3Request
-from backend.store import Store
+from backend.payload import EMPTY, Payload, PayloadSink
+from backend.s3 import policy, sigv4
+from backend.s3.credentials import Credential, CredentialBook
+from backend.s3.dispatch import DEFAULT_WORKERS, Dispatcher
+from backend.s3.operations import PAYLOAD_OPS, route
+from backend.s3.request import S3Request
+from backend.s3.respond import Exchange, Responder, render_error
+from backend.store.quota import Quota
+from backend.store.store import Store
 
 Logger = Callable[[str], None]
 

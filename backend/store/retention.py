@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING
 from backend.limits import Limits
 
 if TYPE_CHECKING:
-    from backend.db import Database
-    from backend.diskspace import Reserve
-    from backend.objectfiles import ObjectFiles
+    from backend.store.db import Database
+    from backend.store.diskspace import Reserve
+    from backend.store.objectfiles import ObjectFiles
 
 DAY = 86400.0
 SWEEP_BATCH = 64
