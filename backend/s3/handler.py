@@ -5,8 +5,8 @@ only place errors become responses. Refusals come before the body is read (a cli
 ``Expect: 100-continue`` is told to go on only once it is authenticated, authorized and its size
 accepted); an unread body is drained when small (keep-alive) and the connection closed otherwise.
 
-Where operations run (inline or on the pool) is ``backend.dispatch``'s decision; signature
-checks run inline on the loop (CPU only). Answers go out through ``backend.respond``.
+Where operations run (inline or on the pool) is ``backend.s3.dispatch``'s decision; signature
+checks run inline on the loop (CPU only). Answers go out through ``backend.s3.respond``.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 Each operation gets an authenticated, authorized ``S3Request`` (body already read, decoded and
 checked against its declared digests) and returns a ``Response``; refusals are raised as
-``backend.errors`` exceptions and rendered by the HTTP layer in one place. The HTTP layer uses
+``backend.errors`` exceptions and rendered in one place (``respond``). The handler uses
 exactly ``route``, ``OPERATIONS`` and ``PAYLOAD_OPS`` from here; the operations themselves live
-in ``ops_objects``, ``ops_multipart``, ``ops_buckets`` and ``ops_listing``.
+in ``objects``, ``multipart``, ``buckets`` and ``listing`` beside it.
 """
 
 from __future__ import annotations

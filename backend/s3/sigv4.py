@@ -45,7 +45,7 @@ _key_cache: dict[tuple[str, str, str], bytes] = {}
 
 
 class HeaderSource(Protocol):
-    """What the verifier reads from the request headers: ``backend.s3types.Headers`` or an
+    """What the verifier reads from the request headers: ``backend.http.message.Headers`` or an
     ``email.message.Message`` (the stdlib server's), both case-insensitive."""
 
     def get(self, name: str, /) -> str | None: ...
