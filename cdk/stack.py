@@ -71,6 +71,9 @@ class ForkstageStack(TerraformStack):
         self.guard = WorkspaceGuard(self, "workspace", workspace=stage.workspace)
         self._providers: dict[str, object] = {}
         self.output("stage", stage.name)
+        added = getattr(scope, "forkstage_stage_added", None)  # a ForkstageApp writes its gate
+        if callable(added):
+            added(stage.name)
 
     @staticmethod
     def of(construct: IConstruct) -> ForkstageStack:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cdk.connection import postgres_url
@@ -80,8 +81,15 @@ class ProjectDatabases:
              psycopg.connect(url, **dbs.connect_options(url))
     """
 
-    project: Project = field(default_factory=Project.load)
+    # None outside a project: `migrate` given a database URL and --dir needs none (the
+    # migrations step runs it in the stage's work folder under FORKSTAGE_HOME)
+    found: Project | None = field(default_factory=Project.find)
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+
+    @property
+    def project(self) -> Project:
+        """The project around the working folder; BadInput (exit 2) outside one."""
+        return self.found if self.found is not None else Project.load()
 
     def stage_url(self, stage: str) -> str:
         """``$FORKSTAGE_DATABASE_URL`` if set, else the branch endpoint in ``stage``'s state."""
@@ -105,7 +113,15 @@ class ProjectDatabases:
 
     def connect_options(self, url: str) -> dict[str, str]:
         """On the local target, route a local endpoint host to its loopback port; else {}."""
-        if self.project.settings.target != "local":
+        if self.found is None:
+            # the migrations step of a deploy: its environment names the local cloud's home
+            home = self.environ.get("FORKSTAGE_HOME", "")
+            if not home:
+                return {}
+            from localcloud.endpoints import connect_overrides
+
+            return connect_overrides(url, Path(home))
+        if self.found.settings.target != "local":
             return {}
         from localcloud.endpoints import connect_overrides
 

@@ -202,8 +202,11 @@ def ensure_running(backend: BackendSettings, home: Path) -> None:
         parts = urlsplit(backend.endpoint)
         log = log_file(home)
         log.parent.mkdir(parents=True, exist_ok=True)
+        # -P and its own working folder: a project's own backend/ package (a web app's) must
+        # never shadow forkstage's state server
         argv = [
             sys.executable,
+            "-P",
             "-m",
             "backend",
             "serve",
@@ -223,7 +226,8 @@ def ensure_running(backend: BackendSettings, home: Path) -> None:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                env={**os.environ, "FORKSTAGE_HOME": str(home)},
+                cwd=home,
+                env={**isolated_env(), "FORKSTAGE_HOME": str(home)},
             )
         pid_file(home).write_text(f"{proc.pid}\n")
         deadline = time.monotonic() + READY_TIMEOUT
@@ -240,6 +244,11 @@ def ensure_running(backend: BackendSettings, home: Path) -> None:
         raise Failed(
             f"the embedded state server did not answer within {READY_TIMEOUT:.0f}s; see {log}"
         )
+
+
+def isolated_env() -> dict[str, str]:
+    """The environment for forkstage's own Python processes: no PYTHONPATH of the project's."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP")}
 
 
 def stop(home: Path, timeout: float = 10.0) -> bool:

@@ -228,10 +228,60 @@ def check_live(
     )
 
 
-def preflight(
-    settings: Settings, *, live: bool = True, environ: Mapping[str, str] | None = None
+def tooling_problems(
+    settings: Settings, *, cdktf: bool = False, environ: Mapping[str, str] | None = None
+) -> list[str]:
+    """What this machine lacks for the run, before Terraform starts: on the local target the
+    local cloud's Node packages (Miniflare, found as the stand-ins will find it: the project's
+    node_modules/.bin first on PATH) and the PostgreSQL server binaries; with ``cdktf`` (the
+    plain cdktf path) the project's cdktf-cli."""
+    env = dict(os.environ if environ is None else environ)
+    root = settings.root
+    problems = []
+    if settings.target == "local":
+        from localcloud.live_workers import find_node_modules
+        from localcloud.pg_binaries import PostgresNotInstalled, find_bindir
+        from localcloud.workers import WorkerError
+
+        node_bin = root / "node_modules" / ".bin"
+        path = os.pathsep.join([str(node_bin), env.get("PATH", "")])
+        try:
+            find_node_modules({**env, "PATH": path})
+        except WorkerError:
+            problems.append(
+                f"the local cloud's Node packages (Miniflare): run `npm install` in {root}"
+            )
+        try:
+            find_bindir(environ=env)
+        except PostgresNotInstalled:
+            problems.append(
+                "the PostgreSQL server binaries (initdb, pg_ctl): install PostgreSQL "
+                "(Debian/Ubuntu: apt-get install postgresql; macOS: brew install postgresql)"
+            )
+    if cdktf and not (root / "node_modules" / ".bin" / "cdktf").exists():
+        problems.append(f"cdktf-cli for --via cdktf: run `npm install` in {root}")
+    return problems
+
+
+def check_tooling(
+    settings: Settings, *, cdktf: bool = False, environ: Mapping[str, str] | None = None
 ) -> None:
-    """The whole preflight; a no-op on the local target (the local cloud needs no keys)."""
+    """BadInput (exit 2) naming what to install; nothing has run yet."""
+    problems = tooling_problems(settings, cdktf=cdktf, environ=environ)
+    if problems:
+        raise BadInput("missing " + "; ".join(problems))
+
+
+def preflight(
+    settings: Settings,
+    *,
+    live: bool = True,
+    environ: Mapping[str, str] | None = None,
+    cdktf: bool = False,
+) -> None:
+    """The whole preflight: the tooling the run needs, then on the cloud target the keys (the
+    local cloud needs none)."""
+    check_tooling(settings, cdktf=cdktf, environ=environ)
     if settings.target != "cloud":
         return
     check_static(settings, environ)

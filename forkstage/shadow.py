@@ -27,7 +27,12 @@ def _shadows(folder: Path, name: str) -> Path | None:
 
 
 def shadowing(folder: Path) -> str | None:
-    """One line naming the first package of ``folder`` that shadows forkstage's, else None."""
+    """One line naming the first package of ``folder`` that shadows forkstage's, else None.
+
+    A checkout of forkstage itself (its example app at the root) holds forkstage's own
+    packages: they are the library, whichever copy is imported."""
+    if (folder / "forkstage" / "shadow.py").is_file():
+        return None
     for name in APP_SIDE:
         found = _shadows(folder, name)
         if found is not None:

@@ -49,8 +49,8 @@ def find_bindir(root: Path = PG_ROOT, environ: Mapping[str, str] | None = None) 
                 found.append((tuple(int(p) for p in child.name.split(".")), bindir))
     if not found:
         raise PostgresNotInstalled(
-            f"PostgreSQL server binaries not found under {root}: run `make install` "
-            "(it runs scripts/install-system.sh)"
+            f"PostgreSQL server binaries not found under {root}: install PostgreSQL "
+            "(Debian/Ubuntu: apt-get install postgresql)"
         )
     return max(found)[1]
 
@@ -64,7 +64,7 @@ def server_account() -> pwd.struct_passwd | None:
     except KeyError:
         raise PostgresNotInstalled(
             f"running as root needs the `{SERVER_USER}` system user to run PostgreSQL: "
-            "run `make install` (it runs scripts/install-system.sh)"
+            "create it (Debian/Ubuntu: apt-get install postgresql creates it)"
         ) from None
 
 

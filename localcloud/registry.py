@@ -73,7 +73,9 @@ def launcher_text(module: str, python: str | None = None) -> str:
     # the same bytes (Terraform pins the launcher's hash); not resolved: it is a venv symlink
     interpreter = python or str(Path(sys.prefix) / "bin" / "python")
     quoted = "'" + interpreter.replace("'", "'\"'\"'") + "'"
-    return f'#!/bin/sh\nexec {quoted} -m {module} "$@"\n'
+    # -P and no PYTHONPATH: Terraform starts it in the stack folder, and a project's own
+    # packages (a backend/ or localcloud/ of a web app) must never shadow forkstage's
+    return f'#!/bin/sh\nunset PYTHONPATH\nexec {quoted} -P -m {module} "$@"\n'
 
 
 def install(home: Path) -> dict[str, Path]:

@@ -106,9 +106,10 @@ def test_names_in_no_stage_class_exit_2_with_one_line(
         main, [command, "--stage", name, *(["--out", str(out)] if command == "synth" else [])]
     )
     assert result.exit_code == 2, result.output
+    hint = "; did you mean staging?" if name == "staging2" else ""  # one edit away
     assert result.output == (
         f"Error: {name!r} is not a stage of this project: stages are {CLASSES}; "
-        "add it under [stages] in forkstage.toml\n"
+        f"add it under [stages] in forkstage.toml{hint}\n"
     )
     assert not out.exists()
     assert not (in_repo / "home").exists()

@@ -90,8 +90,8 @@ def test_find_bindir_picks_newest_and_says_how_to_install(tmp_path: Path) -> Non
     with pytest.raises(PostgresNotInstalled) as missing:
         find_bindir(tmp_path, environ={})
     assert str(missing.value) == (
-        f"PostgreSQL server binaries not found under {tmp_path}: run `make install` "
-        "(it runs scripts/install-system.sh)"
+        f"PostgreSQL server binaries not found under {tmp_path}: install PostgreSQL "
+        "(Debian/Ubuntu: apt-get install postgresql)"
     )
     for version in ("9.6", "15", "13"):
         (tmp_path / version / "bin").mkdir(parents=True)

@@ -10,6 +10,8 @@ from typing import Any, Literal, cast
 from cdk.settings.model import SETTINGS_FILE, BackendSettings, Settings, SettingsError
 from cdk.settings.schema import check_shape
 from cdk.settings.sections import (
+    app_name,
+    ci_install,
     env_choice,
     neon_compute,
     neon_retention,
@@ -65,7 +67,7 @@ def load_settings(root: Path, environ: dict[str, str] | None = None) -> Settings
     return Settings(
         root=root,
         target=cast(Literal["local", "cloud"], target),
-        app=app.get("name", d.app),
+        app=app_name(app.get("name", d.app)),
         cdk=app.get("cdk", d.cdk),
         **stage_classes(data.get("stages", {}), d),
         neon_region=neon.get("region", d.neon_region),
@@ -81,4 +83,5 @@ def load_settings(root: Path, environ: dict[str, str] | None = None) -> Settings
         worker_dir=paths.get("worker", d.worker_dir),
         migrations_dir=paths.get("migrations", d.migrations_dir),
         backend=backend,
+        ci_install=ci_install(data.get("ci", {})),
     )

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from cdk.stage import Stage, StageClasses
+from cdk.stage import Stage, StageClasses, StageError
 
 SETTINGS_FILE = "forkstage.toml"
 EMBEDDED_ENDPOINT = "http://127.0.0.1:4599"
@@ -87,6 +87,8 @@ class Settings:
     migrations_dir: str = "migrations"
     target: Literal["local", "cloud"] = "local"
     backend: BackendSettings = field(default_factory=BackendSettings)
+    # [ci] install: the pip requirement rendered pipelines install forkstage from ("" = unset)
+    ci_install: str = ""
 
     @property
     def worker_path(self) -> Path:
@@ -107,5 +109,24 @@ class Settings:
         )
 
     def parse_stage(self, name: str) -> Stage:
-        """The stage ``name`` of this project; StageError if invalid or in no stage class."""
-        return self.stage_classes.parse(name)
+        """The stage ``name`` of this project; StageError if invalid or in no stage class (with
+        "did you mean" when it is one edit away from a long-lived stage: `stagin`)."""
+        try:
+            return self.stage_classes.parse(name)
+        except StageError as exc:
+            close = [n for n in self.stage_classes.long_lived_names if one_edit(name, n)]
+            if close:
+                raise StageError(f"{exc}; did you mean {close[0]}?") from None
+            raise
+
+
+def one_edit(a: str, b: str) -> bool:
+    """Whether ``a`` and ``b`` differ by exactly one insertion, deletion or substitution."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) > len(b):
+        a, b = b, a
+    i = 0
+    while i < len(a) and a[i] == b[i]:
+        i += 1
+    return a[i + (len(a) == len(b)) :] == b[i + 1 :]

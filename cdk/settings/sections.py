@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from typing import Any
 
@@ -33,6 +34,15 @@ def stage_classes(stages: dict[str, Any], d: Settings) -> dict[str, Any]:
             validate_stage_name(name)
         except StageError as exc:
             raise SettingsError(f"{SETTINGS_FILE}: {where}: {exc}") from None
+    owner, long_lived = values["owner_stage"], values["long_lived"]
+    if owner not in long_lived:
+        close = difflib.get_close_matches(owner, long_lived, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise SettingsError(
+            f"{SETTINGS_FILE}: stages.owner {owner!r} is not in stages.long_lived "
+            f"({', '.join(long_lived) or 'empty'}){hint} (the owner stage is long-lived: "
+            "list it there)"
+        )
     for key in ("referencing", "personal"):
         if any(not p.strip() for p in values[key]):
             raise SettingsError(
@@ -94,4 +104,36 @@ def env_choice(env: dict[str, str], name: str, allowed: tuple[str, ...], fallbac
     value = env.get(name) or fallback
     if value not in allowed:
         raise SettingsError(f"{name} must be {one_of(allowed)}")
+    return value
+
+
+# Physical names are <app>-<construct id>-<stage> (at most 63 characters: Cloudflare script and
+# Hyperdrive names, Neon project and branch names): the app part must already be valid there.
+APP_NAME = re.compile(r"[a-z](?:[a-z0-9-]{0,28}[a-z0-9])?")
+APP_NAME_RULE = (
+    "lowercase letters, digits and hyphens, starting with a letter, not ending with a hyphen, "
+    "at most 30 characters (Neon and Cloudflare names are <name>-<construct>-<stage>)"
+)
+
+
+def app_name(value: str) -> str:
+    """``app.name``, checked at load: renaming it renames every stage's live resources."""
+    if not APP_NAME.fullmatch(value) or "--" in value:
+        raise SettingsError(f"{SETTINGS_FILE}: app.name {value!r} must be {APP_NAME_RULE}")
+    return value
+
+
+# A pip requirement: a version, a wheel/folder path, or a pinned VCS URL; it lands in YAML and
+# shell, so only characters those need.
+_INSTALL = re.compile(r"[A-Za-z0-9._/:@+=<>!~,\[\]# -]{1,300}")
+
+
+def ci_install(ci: dict[str, Any]) -> str:
+    value = str(ci.get("install", "")).strip()
+    if value and (not _INSTALL.fullmatch(value) or value.startswith("-")):
+        raise SettingsError(
+            f"{SETTINGS_FILE}: ci.install {value!r} must be one pip requirement: a version "
+            "(forkstage==0.1.0), a path (., dist/forkstage-0.1.0-py3-none-any.whl) or a pinned "
+            "VCS URL (forkstage @ git+https://host/org/forkstage@<commit>)"
+        )
     return value
