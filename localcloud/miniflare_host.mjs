@@ -53,15 +53,68 @@ function log(line) {
   process.stdout.write(`miniflare-host: ${line}\n`);
 }
 
+// Miniflare names a Hyperdrive binding's proxy after the binding alone, so two Workers that both
+// bind HYPERDRIVE would share one origin. Each Worker's bindings get names of their own in
+// Miniflare (HYPERDRIVE__fs<n>), and a small entry module hands the Worker's handlers an env with
+// the names it was deployed with. (A default export that is a class gets its env elsewhere: it
+// is served as it is.)
+const ENTRY_MODULE = "__forkstage_entry.mjs";
+
+function entryModule(main, aliases) {
+  const from = JSON.stringify(`./${main}`);
+  return `import * as mod from ${from};
+export * from ${from};
+const ALIASES = ${JSON.stringify(aliases)};
+function remap(env) {
+  if (!env || typeof env !== "object") return env;
+  const out = { ...env };
+  for (const [name, real] of Object.entries(ALIASES)) {
+    out[name] = env[real];
+    delete out[real];
+  }
+  return out;
+}
+const inner = mod.default;
+let outer = inner;
+if (inner && typeof inner === "object") {
+  outer = {};
+  for (const key of Object.keys(inner)) {
+    const value = inner[key];
+    outer[key] =
+      typeof value === "function"
+        ? function (event, env, ctx) {
+            return value.call(inner, event, remap(env), ctx);
+          }
+        : value;
+  }
+}
+export default outer;
+`;
+}
+
 function workerOptions(entry) {
   const { spec } = entry;
+  const hyperdrives = {};
+  const aliases = {};
+  for (const [binding, local] of Object.entries(entry.hyperdrives)) {
+    const unique = `${binding}__fs${entry.generation}`;
+    hyperdrives[unique] = local;
+    aliases[binding] = unique;
+  }
+  const main = { type: "ESModule", path: spec.main_module, contents: spec.script };
+  const modules = Object.keys(aliases).length
+    ? [
+        { type: "ESModule", path: ENTRY_MODULE, contents: entryModule(spec.main_module, aliases) },
+        main,
+      ]
+    : [main];
   return {
     name: spec.name,
-    modules: [{ type: "ESModule", path: spec.main_module, contents: spec.script }],
+    modules,
     compatibilityDate: spec.compatibility_date,
     compatibilityFlags: spec.compatibility_flags,
     bindings: spec.bindings ?? {},
-    hyperdrives: entry.hyperdrives,
+    hyperdrives,
     // the Worker's own fetch()/connect() may reach loopback addresses only
     outboundService: { network: { allow: ["local"] } },
     unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }],

@@ -153,10 +153,10 @@ class ControlPlane:
                 org_id=org_id or "",
                 history_retention_seconds=retention,
             )
-            port = self.computes.free_port(state)
             server_version = self.computes.init_primary(
-                project, branch_id, port, role=role, password=password
+                state, project, branch_id, role=role, password=password
             )
+            port = self.computes.free_port(state)
             project.pg_version = pg_version or server_version
             state.projects[project_id] = project
             state.branches[branch_id] = Branch(
@@ -180,6 +180,7 @@ class ControlPlane:
                 pooler_host=endpoint_id + "-pooler" + HOST_SUFFIX,
                 created_at=project.created_at,
             )
+            self.computes.start(state, state.endpoints[endpoint_id])
             return project
 
     def get_project(self, project_id: str) -> Project:
@@ -205,6 +206,7 @@ class ControlPlane:
         with self.store.change() as state:
             state.project(project_id)
             for endpoint in [e for e in state.endpoints.values() if e.project_id == project_id]:
+                self.computes.release(endpoint.id)
                 self.computes.stop_branch(state, endpoint.branch_id)
                 del state.endpoints[endpoint.id]
             for branch in [b for b in state.branches.values() if b.project_id == project_id]:
@@ -258,9 +260,10 @@ class ControlPlane:
             children = [b.id for b in state.branches.values() if b.parent_id == branch_id]
             if children:
                 raise Conflict(f"branch {branch_id} has child branches: {', '.join(children)}")
-            self.computes.stop_branch(state, branch_id)
             for endpoint in [e for e in state.endpoints.values() if e.branch_id == branch_id]:
+                self.computes.release(endpoint.id)
                 del state.endpoints[endpoint.id]
+            self.computes.stop_branch(state, branch_id)
             self.computes.remove_branch_data(branch_id)
             del state.branches[branch_id]
 
@@ -325,12 +328,13 @@ class ControlPlane:
             return endpoint
 
     def wake(self, endpoint_id: str) -> Endpoint:
-        """Start a suspended endpoint (Neon computes wake on demand; here after a reboot)."""
+        """Serve an endpoint's address again (after a reboot, say); its server starts on the
+        next connection, as a suspended Neon compute does."""
         with self.store.change() as state:
             if endpoint_id not in state.endpoints:
                 raise NotFound(f"endpoint {endpoint_id} not found")
             endpoint = state.endpoints[endpoint_id]
-            self.computes.start(state, endpoint)
+            self.computes.start(state, endpoint, resume=False)
             return endpoint
 
     def delete_endpoint(self, project_id: str, endpoint_id: str) -> None:
@@ -339,6 +343,7 @@ class ControlPlane:
             endpoint = state.endpoint(project_id, endpoint_id)
             if state.projects[project_id].default_endpoint_id == endpoint_id:
                 raise Conflict(f"endpoint {endpoint_id} is the project's default endpoint")
+            self.computes.release(endpoint_id)
             self.computes.stop_branch(state, endpoint.branch_id)
             del state.endpoints[endpoint_id]
 

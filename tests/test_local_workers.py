@@ -4,6 +4,7 @@ its Hyperdrive binding on a real local PostgreSQL database (see tests/pgfixture.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -512,9 +513,15 @@ def test_one_host_serves_many_workers_and_changes_drop_no_request(app_db, run_di
         "compatibility_flags": ["nodejs_compat"],
     }
     dbs = {}
+    # b's origin is another address (a forwarder to the same server), as each branch has its
+    # own: two Workers binding HYPERDRIVE must each reach their own
     for name in ("a", "b"):
         dbs[name] = app_db()
-        config = account.put_hyperdrive("acc", {"name": name, "origin": _origin(dbs[name])})
+        origin = _origin(dbs[name])
+        if name == "b":
+            forwarder = _Forwarder(int(origin["port"]))
+            origin["port"] = forwarder.port
+        config = account.put_hyperdrive("acc", {"name": name, "origin": origin})
         bound = [{"type": "hyperdrive", "name": "HYPERDRIVE", "id": config["id"]}]
         account.put_script(
             "acc", name, content=BUNDLE.read_text(), settings={**settings, "bindings": bound}
@@ -525,7 +532,9 @@ def test_one_host_serves_many_workers_and_changes_drop_no_request(app_db, run_di
         assert a.pid == b.pid and a.url != b.url
         assert len(a.processes()) == 2  # one Node, one workerd for both
         assert _call(a, "/health")[1] == {"ok": True, "database": dbs["a"].name}
+        assert forwarder.connections == 0
         assert _call(b, "/health")[1] == {"ok": True, "database": dbs["b"].name}
+        assert forwarder.connections >= 1
 
         failures: list[object] = []
         answered = [0]
@@ -570,7 +579,45 @@ def test_one_host_serves_many_workers_and_changes_drop_no_request(app_db, run_di
         assert sorted(w.name for w in live_workers.running(run_dir)) == ["a", "b"]
     finally:
         live_workers.stop_all(run_dir)
+        forwarder.close()
     assert live_workers.running(run_dir) == []
+
+
+class _Forwarder:
+    """A loopback TCP port that forwards to ``target`` and counts the connections."""
+
+    def __init__(self, target: int) -> None:
+        self.connections = 0
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.target = target
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.server.close()
 
 
 def test_miniflare_is_found_through_the_environment(tmp_path: Path) -> None:
