@@ -84,6 +84,8 @@ class StageRun:
             extra = {
                 "FORKSTAGE_STAGE": self.stage.name,
                 "FORKSTAGE_HOME": str(self.home),
+                # the local cloud's endpoint proxy, started by a stand-in, reads it
+                "FORKSTAGE_LOCAL_SUSPEND_AFTER": str(self.project.settings.local_suspend_after),
                 **stage_env(self.backend, self.home, self.stage.name, reads),
             }
             self._env = terraform_env(

@@ -119,6 +119,7 @@ class ProxyClient:
         with contextlib.suppress(OSError):
             self.control.unlink()
         fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        # the packages this module came from, however the caller found them
         repo = str(Path(__file__).resolve().parent.parent)
         env = {
             **os.environ,
@@ -126,7 +127,8 @@ class ProxyClient:
         }
         with os.fdopen(fd, "ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "localcloud.endpoint_proxy", str(self.root)],
+                # -P: nothing in its working folder can stand in for a module
+                [sys.executable, "-P", "-m", "localcloud.endpoint_proxy", str(self.root)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -77,3 +77,19 @@ def test_idle_endpoint_suspends_and_resumes_on_connect_within_a_second(
     plane.delete_branch(project.id, child.id)
     assert not accepts(child_endpoint.port)  # released with the endpoint, at once
     assert set(plane.computes.proxy.serves()) == {project.default_endpoint_id}  # type: ignore[union-attr]
+
+
+def test_suspend_after_setting(tmp_path: Path) -> None:
+    from cdk.settings import SettingsError, load_settings
+    from localcloud.endpoint_proxy import DEFAULT_SUSPEND_AFTER, suspend_after
+
+    (tmp_path / "forkstage.toml").write_text('[app]\nname = "shop"\n')
+    assert load_settings(tmp_path, environ={}).local_suspend_after == DEFAULT_SUSPEND_AFTER
+    (tmp_path / "forkstage.toml").write_text('[app]\nname = "shop"\n[local]\nsuspend_after = 60\n')
+    assert load_settings(tmp_path, environ={}).local_suspend_after == 60
+    (tmp_path / "forkstage.toml").write_text('[app]\nname = "shop"\n[local]\nsuspend_after = -1\n')
+    with pytest.raises(SettingsError, match=r"local.suspend_after must be 0 \(never\)"):
+        load_settings(tmp_path, environ={})
+    assert suspend_after({"FORKSTAGE_LOCAL_SUSPEND_AFTER": "60"}) == 60
+    assert suspend_after({"FORKSTAGE_LOCAL_SUSPEND_AFTER": "2m"}) == 120
+    assert suspend_after({}) == DEFAULT_SUSPEND_AFTER

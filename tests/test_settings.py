@@ -146,12 +146,12 @@ def test_stage_classes_in_the_file_are_checked(tmp_path: Path, text: str, messag
         (
             '[neno]\nregion = "aws-us-east-1"\n',
             "forkstage.toml: unknown section [neno]; did you mean [neon]? "
-            "(sections: app, stages, neon, cloudflare, backend, target, paths, ci)",
+            "(sections: app, stages, neon, cloudflare, backend, target, paths, ci, local)",
         ),
         (
             "[deploy]\nparallel = 2\n",
             "forkstage.toml: unknown section [deploy] "
-            "(sections: app, stages, neon, cloudflare, backend, target, paths, ci)",
+            "(sections: app, stages, neon, cloudflare, backend, target, paths, ci, local)",
         ),
         (
             '[neon]\naccount_id = "abc"\n',
@@ -168,7 +168,7 @@ def test_stage_classes_in_the_file_are_checked(tmp_path: Path, text: str, messag
         (
             'name = "shop"\n',
             "forkstage.toml: unknown setting name "
-            "(sections: app, stages, neon, cloudflare, backend, target, paths, ci)",
+            "(sections: app, stages, neon, cloudflare, backend, target, paths, ci, local)",
         ),
         ("neon = 16\n", "forkstage.toml: neon must be a section ([neon]), not a value"),
     ],

@@ -84,4 +84,15 @@ def load_settings(root: Path, environ: dict[str, str] | None = None) -> Settings
         migrations_dir=paths.get("migrations", d.migrations_dir),
         backend=backend,
         ci_install=ci_install(data.get("ci", {})),
+        local_suspend_after=_suspend_after(data.get("local", {}), d.local_suspend_after),
     )
+
+
+def _suspend_after(local: dict[str, Any], default: int) -> int:
+    """``[local] suspend_after``: seconds, 0 (never) .. a week."""
+    seconds = local.get("suspend_after", default)
+    if not 0 <= seconds <= 604800:
+        raise SettingsError(
+            f"{SETTINGS_FILE}: local.suspend_after must be 0 (never) .. 604800 seconds (e.g. 300)"
+        )
+    return int(seconds)

@@ -89,6 +89,8 @@ class Settings:
     backend: BackendSettings = field(default_factory=BackendSettings)
     # [ci] install: the pip requirement rendered pipelines install forkstage from ("" = unset)
     ci_install: str = ""
+    # [local] suspend_after: seconds an idle local endpoint keeps running (0: never suspended)
+    local_suspend_after: int = 300
 
     @property
     def worker_path(self) -> Path:

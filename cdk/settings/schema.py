@@ -47,6 +47,7 @@ SCHEMA: dict[str, dict[str, tuple[_Kind, str]]] = {
     "target": {"kind": (("local", "cloud"), "")},
     "paths": {"migrations": (str, '"migrations"'), "worker": (str, '"worker"')},
     "ci": {"install": (str, '"forkstage==0.1.0"')},
+    "local": {"suspend_after": (int, "300")},
 }
 # Top-level sections; "neon.compute" is a sub-section, written [neon.compute].
 _SECTIONS = [s for s in SCHEMA if "." not in s]
