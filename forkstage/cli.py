@@ -7,7 +7,11 @@ synth or a CI step does not pay for boto3, psycopg or Miniflare's helpers it doe
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import inspect
 import json
+import re
+from pathlib import Path
 
 import click
 
@@ -47,6 +51,28 @@ OWN_JSON_ERRORS = frozenset({("migrate",), ("migrations",)})
 
 
 def command_error(error: ForkstageError) -> click.ClickException:
+def command_doc(name: str) -> str | None:
+    """The docstring of a command's function, read from its module's source (None when it is
+    not a plain ``def name(...):`` with a docstring)."""
+    module_name, attr = COMMANDS[name]
+    spec = importlib.util.find_spec(module_name)
+    if spec is None or not spec.origin:
+        return None
+    try:
+        source = Path(spec.origin).read_text(encoding="utf-8")
+    except OSError:
+        return None
+    found = re.search(
+        rf'^def {re.escape(attr)}\((?:.|\n)*?\)(?: -> [^:\n]+)?:\n\s+(?:r?"""((?:.|\n)*?)""")',
+        source,
+        re.MULTILINE,
+    )
+    if found is None:
+        return None
+    doc = inspect.cleandoc(found.group(1))
+    return doc.split("\f", 1)[0]
+
+
     """A library error on its way out: click prints ``Error: <message>`` and exits with its code."""
     kind = type(type(error).__name__, (click.ClickException,), {"exit_code": error.exit_code})
     return kind(error.message)
@@ -108,6 +134,24 @@ class LazyGroup(click.Group):
         return sorted(COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list of ``--help`` without importing any command module: each line is
+        read from its function's docstring in the source (as click would show it)."""
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = []
+        for name in names:
+            doc = command_doc(name)
+            if doc is None:  # not found in the source: ask the command itself
+                command = self.get_command(ctx, name)
+                rows.append((name, command.get_short_help_str(limit) if command else ""))
+            else:
+                rows.append((name, click.utils.make_default_short_help(doc, limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
         if cmd_name not in COMMANDS:
             return None
         module_name, attr = COMMANDS[cmd_name]
