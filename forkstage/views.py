@@ -1,6 +1,8 @@
 """Read-only views of the backend: the stage list, a stage's outputs, its summary, prune picks.
 
 What ``forkstage stages | outputs | summary | prune`` show, as data; the commands only print.
+What only one view needs is imported in it: a listing does not pay for the local cloud's or
+the preflight's modules.
 """
 
 from __future__ import annotations
@@ -16,12 +18,8 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 from forkstage import embedded
 from forkstage.context import Project
 from forkstage.errors import BadInput
-from forkstage.local_workers import running_local_url
 from forkstage.locks import created_at
-from forkstage.preflight import target_line
-from forkstage.runs import describes, last_run
 from forkstage.state import DEFAULT_CONCURRENCY, StageEntry, StageState, StateReader
-from localcloud.endpoints import connect_overrides
 
 # Rows a summary shows first, in this order: (label, output name).
 SUMMARY_FIELDS = (
@@ -169,6 +167,8 @@ def stage_outputs(
     values = state.public_outputs()
     local = project.settings.target == "local"
     if local:
+        from forkstage.local_workers import running_local_url  # only on the local target
+
         url = running_local_url(project.home, stage, values.get("worker_name"))
         if url:
             values["local_url"] = url
@@ -194,6 +194,8 @@ def local_database_url(value: Any, home: Path) -> Any:
     if not isinstance(value, str) or "://" not in value:
         return value
     parts = urlsplit(value)
+    from localcloud.endpoints import connect_overrides
+
     overrides = connect_overrides(value, home)
     if not overrides:
         return value
@@ -251,6 +253,9 @@ def stage_summary(project: Project, stage: str) -> dict[str, Any]:
     (a plain ``cdktf deploy|destroy``, or a run elsewhere).
     """
     state = _deployed_state(project, stage)
+    from forkstage.preflight import target_line
+    from forkstage.runs import describes, last_run
+
     run = last_run(project.home, stage)
     current = describes(run, state.serial, state.lineage)
     owner = project.parse_stage(stage).owner
