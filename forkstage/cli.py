@@ -26,6 +26,7 @@ EPILOG = (
 COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("forkstage.commands.init", "init"),
     "synth": ("forkstage.commands.synth", "synth"),
+    "bundle": ("forkstage.commands.synth", "bundle"),
     "deploy": ("forkstage.commands.stage_ops", "deploy"),
     "plan": ("forkstage.commands.stage_ops", "plan"),
     "destroy": ("forkstage.commands.stage_ops", "destroy"),
@@ -50,7 +51,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
 OWN_JSON_ERRORS = frozenset({("migrate",), ("migrations",)})
 
 
-def command_error(error: ForkstageError) -> click.ClickException:
 def command_doc(name: str) -> str | None:
     """The docstring of a command's function, read from its module's source (None when it is
     not a plain ``def name(...):`` with a docstring)."""
@@ -73,6 +73,7 @@ def command_doc(name: str) -> str | None:
     return doc.split("\f", 1)[0]
 
 
+def command_error(error: ForkstageError) -> click.ClickException:
     """A library error on its way out: click prints ``Error: <message>`` and exits with its code."""
     kind = type(type(error).__name__, (click.ClickException,), {"exit_code": error.exit_code})
     return kind(error.message)
@@ -133,7 +134,6 @@ class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """The command list of ``--help`` without importing any command module: each line is
         read from its function's docstring in the source (as click would show it)."""
@@ -152,6 +152,7 @@ class LazyGroup(click.Group):
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in COMMANDS:
             return None
         module_name, attr = COMMANDS[cmd_name]

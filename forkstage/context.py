@@ -37,6 +37,18 @@ class Project:
         return found
 
     @classmethod
+    def unless_given(cls, given: bool, *, flags: str) -> Project | None:
+        """The project around the working folder; outside one None when the command was given
+        what it needs without one (``flags``), else BadInput naming them."""
+        found = cls.find()
+        if found is not None or given:
+            return found
+        raise BadInput(
+            f"not a forkstage project: no forkstage.toml in {Path.cwd().resolve()} or above; "
+            f"run `forkstage init` to make one, or pass {flags}"
+        )
+
+    @classmethod
     def find(cls, start: Path | None = None) -> Project | None:
         """The project around ``start``, None outside one (for commands that need none)."""
         root = find_project_root(start)

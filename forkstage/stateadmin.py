@@ -12,6 +12,7 @@ import json
 import os
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from cdk.settings import BackendSettings, SettingsError, load_settings
@@ -67,11 +68,37 @@ def s3_failed(exc: Exception, target: BackendSettings) -> ForkstageError:
 
 
 def open_admin(**flags: str | None) -> tuple[BackendSettings, Any]:
-    """The target backend (started if it is the embedded one) and an admin boto3 client."""
-    project = Project.load()
+    """The target backend (started if it is the embedded one) and an admin boto3 client.
+
+    Outside a project, given ``--endpoint``/``--bucket``: that S3 API with the caller's
+    credentials (FORKSTAGE_STATE_* or AWS_*); nothing is started or written."""
+    project = Project.unless_given(
+        bool(flags.get("endpoint") or flags.get("bucket")), flags="--endpoint/--bucket"
+    )
+    if project is None:
+        target = detached_target(**flags)
+        return target, backend_client(target, Path.cwd())  # an s3 target never reads the home
     target = target_of(project, **flags)
     embedded.ensure_running(target, project.home)
     return target, backend_client(target, project.home)
+
+
+def detached_target(
+    *,
+    endpoint: str | None = None,
+    bucket: str | None = None,
+    key: str | None = None,
+    region: str | None = None,
+) -> BackendSettings:
+    """The S3 API named by flags alone (outside a project), defaults for the rest."""
+    d = BackendSettings()
+    return BackendSettings(
+        kind="s3",
+        endpoint=(endpoint or "").rstrip("/"),
+        bucket=bucket or d.bucket,
+        key=key or d.key,
+        region=region or d.region,
+    )
 
 
 def health(endpoint: str, *, timeout: float = 5.0) -> dict[str, Any]:

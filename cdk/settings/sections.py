@@ -128,9 +128,14 @@ def app_name(value: str) -> str:
 _INSTALL = re.compile(r"[A-Za-z0-9._/:@+=<>!~,\[\]# -]{1,300}")
 
 
+def valid_install(value: str) -> bool:
+    """Whether ``value`` is one pip requirement forkstage puts into a pipeline."""
+    return bool(_INSTALL.fullmatch(value)) and not value.startswith("-")
+
+
 def ci_install(ci: dict[str, Any]) -> str:
     value = str(ci.get("install", "")).strip()
-    if value and (not _INSTALL.fullmatch(value) or value.startswith("-")):
+    if value and not valid_install(value):
         raise SettingsError(
             f"{SETTINGS_FILE}: ci.install {value!r} must be one pip requirement: a version "
             "(forkstage==0.1.0), a path (., dist/forkstage-0.1.0-py3-none-any.whl) or a pinned "

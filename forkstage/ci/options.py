@@ -9,11 +9,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from cdk.settings.sections import valid_install
 from cdk.stage import StageClasses, StageError, validate_stage_name
 
 _BRANCH = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,99}")
 _PYTHON = re.compile(r"3\.[0-9]{1,2}")
 _NODE = re.compile(r"[1-9][0-9]")
+_APP_DIR = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*(?:/[A-Za-z0-9_][A-Za-z0-9._-]*)*")
+_REPO_FILE = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9._/-]{0,200}")
+# Derived from the project and its repository, not flags: left out of the re-render hint.
+FROM_PROJECT = ("install", "app_dir", "pip_key_files", "plugin_key_files", "node_lock")
 # [registry[:port]/]name[/name...][:tag][@sha256:digest], as `docker pull` takes it.
 _IMAGE = re.compile(
     r"(?:[a-z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._/-][a-z0-9]+)*"
@@ -36,6 +41,12 @@ class CiOptions:
     node: str = "20"
     image: str = ""  # GitLab job image; "" = the python-nodejs image for --python and --node
     test_command: str = ""  # run after a preview deploy, with DATABASE_URL; "" = no test step
+    # From the project ([ci] install, where the app is in its repository, which files exist):
+    install: str = "forkstage"  # the pip requirement the jobs install forkstage from
+    app_dir: str = "."  # the app's folder, relative to the repository root
+    pip_key_files: tuple[str, ...] = ("forkstage.toml",)  # the pip cache's key
+    plugin_key_files: tuple[str, ...] = ("forkstage.toml",)  # the provider cache's key
+    node_lock: str = ""  # the app's package-lock.json when the repository has one
 
     def __post_init__(self) -> None:
         _check_prefix(self.stage_prefix)
@@ -67,6 +78,21 @@ class CiOptions:
                 f"--image {self.image!r} is not an image pinned by tag or digest: "
                 "use e.g. nikolaik/python-nodejs:python3.12-nodejs22 or name@sha256:<digest>"
             )
+        if not valid_install(self.install):
+            raise CiOptionError(
+                f"[ci] install {self.install!r} is not one pip requirement: use a version "
+                "(forkstage==0.1.0), a path (.) or a pinned VCS URL"
+            )
+        if self.app_dir != "." and (
+            not _APP_DIR.fullmatch(self.app_dir) or ".." in self.app_dir.split("/")
+        ):
+            raise CiOptionError(
+                f"the app folder {self.app_dir!r} must be a plain path inside the repository"
+            )
+        files = [*self.pip_key_files, *self.plugin_key_files, self.node_lock]
+        for path in filter(None, files):
+            if not _REPO_FILE.fullmatch(path) or ".." in path.split("/"):
+                raise CiOptionError(f"cache key file {path!r} is not a plain repository path")
         command = self.test_command
         if command and (
             command != command.strip()
@@ -83,11 +109,18 @@ class CiOptions:
         """The GitLab job image: --image, else Python and Node in one image, pinned by tag."""
         return self.image or f"nikolaik/python-nodejs:python{self.python}-nodejs{self.node}"
 
+    @property
+    def app_prefix(self) -> str:
+        """``infra/`` for an app in a subfolder, ``""`` at the repository root."""
+        return "" if self.app_dir == "." else self.app_dir.rstrip("/") + "/"
+
     def changed(self) -> dict[str, str]:
         """Options that differ from the defaults, for the re-render hint inside each file."""
         defaults = CiOptions()
         return {
-            name: value for name, value in vars(self).items() if value != getattr(defaults, name)
+            name: value
+            for name, value in vars(self).items()
+            if name not in FROM_PROJECT and value != getattr(defaults, name)
         }
 
 

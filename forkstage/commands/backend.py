@@ -22,7 +22,7 @@ from forkstage import embedded
 from forkstage.context import Project
 from forkstage.errors import BadInput, Failed, ForkstageError, Refused
 from forkstage.state import backend_client
-from forkstage.stateadmin import health, open_admin, s3_failed, target_of
+from forkstage.stateadmin import detached_target, health, open_admin, s3_failed, target_of
 
 _SERVE_ERRORS: dict[int, type[ForkstageError]] = {2: BadInput, 3: Refused}
 
@@ -103,12 +103,12 @@ def serve(
     from backend.limits import DEFAULT_LIMITS
     from backend.serve import DEFAULT_HOST, DEFAULT_PORT, ServeError, limits_from_options, run
 
-    project = Project.load()
-    configured = project.settings.backend
+    project = Project.unless_given(data_dir is not None, flags="--data DIR")
+    configured = project.settings.backend if project else BackendSettings()
     parts = urlsplit(configured.endpoint if configured.embedded else "")
     try:
         run(
-            data_dir=data_dir or embedded.data_dir(project.home),
+            data_dir=data_dir or embedded.data_dir(Project.load().home),
             host=host or parts.hostname or DEFAULT_HOST,
             port=(parts.port or DEFAULT_PORT) if port is None else port,
             tls_cert=tls_cert,
@@ -157,7 +157,10 @@ def status_cmd(endpoint: str | None, as_json: bool) -> None:
 
     Example: forkstage backend status --json
     """
-    target = target_of(Project.load(), endpoint=endpoint)
+    project = Project.unless_given(bool(endpoint), flags="--endpoint URL")
+    target = (
+        target_of(project, endpoint=endpoint) if project else detached_target(endpoint=endpoint)
+    )
     if not target.embedded and not endpoint:
         raise BadInput(
             f"the configured backend is {target.endpoint or 'AWS S3'}, not a forkstage state "
@@ -345,8 +348,8 @@ def bootstrap_cmd(
     from backend.errors import S3Error
     from backend.store.store import validate_bucket_name
 
-    project = Project.load()
-    configured = project.settings.backend
+    project = Project.unless_given(bool(bucket), flags="--bucket")
+    configured = project.settings.backend if project else BackendSettings()
     real = None if configured.embedded else configured
     bucket = bucket or (real.bucket if real else None)
     if not bucket:
@@ -360,7 +363,7 @@ def bootstrap_cmd(
         raise BadInput("--r2 needs --endpoint https://<account-id>.r2.cloudflarestorage.com")
     region = region or ("auto" if r2 else real.region if real else "us-east-1")
     target = BackendSettings(kind="s3", endpoint=endpoint, bucket=bucket, region=region)
-    s3 = backend_client(target, project.home)
+    s3 = backend_client(target, project.home if project else Path.cwd())  # s3: no home read
     try:
         steps = bootstrap(s3, bucket, region=region, r2=r2)
     except (ClientError, BotoCoreError) as exc:

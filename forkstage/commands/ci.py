@@ -10,6 +10,12 @@ import click
 
 from forkstage.ci import TARGETS, CiOptionError, CiOptions, is_generated, render
 from forkstage.ci.options import check_stage_classes
+from forkstage.ci.project import (
+    NotInRepository,
+    default_install,
+    project_options,
+    repository_root,
+)
 from forkstage.context import Project
 from forkstage.errors import BadInput, Refused
 
@@ -99,8 +105,18 @@ def render_command(
     Example: forkstage ci render gitlab --main-branch trunk --python 3.12
 
     Example: forkstage ci render github --test-command 'npm test'
+
+    Inside a project the jobs install forkstage from its `[ci] install`, run in the app's
+    folder (which may be a subfolder of the repository) and key their caches on its files.
     """
+    project = Project.find()  # outside a project: the defaults (forkstage.toml at the root)
     try:
+        if project is not None:
+            # paths in the jobs are relative to the project's repository, wherever --out is
+            repo = repository_root(project.root) or project.root
+            derived = project_options(project.settings, repo)
+        else:
+            derived = {"install": default_install()}
         options = CiOptions(
             stage_prefix=stage_prefix,
             owner_stage=owner_stage,
@@ -109,12 +125,12 @@ def render_command(
             node=node_version,
             image=image,
             test_command=test_command,
+            **derived,
         )
-        project = Project.load()
-        if (project.root / "forkstage.toml").is_file():
+        if project is not None:
             # a pipeline deploying stages its project refuses would fail on every pull request
             check_stage_classes(options, project.settings.stage_classes)
-    except CiOptionError as exc:
+    except (CiOptionError, NotInRepository) as exc:
         raise BadInput(str(exc)) from None
     files = render(target, options=options)
     if out is None:

@@ -11,6 +11,7 @@ import click
 
 from cdk.providers.pins import PINS
 from cdk.providers.refresh import DIRECT_INSTALLATION, RefreshError, Terraform, refresh
+from forkstage.context import Project
 from forkstage.engine import run_terraform, terraform_env
 from forkstage.errors import BadInput, Failed
 
@@ -47,6 +48,7 @@ def refresh_cmd(name: str) -> None:
     pin = PINS.get(name)
     if pin is None:
         raise BadInput(f"unknown provider {name!r}: use {'|'.join(PINS)}")
+    Project.load()  # a maintainer's command, run in a project (forkstage's own checkout)
     with tempfile.TemporaryDirectory(prefix="forkstage-refresh-home-") as home:
         try:
             path = refresh(pin, direct_engine(Path(home)))

@@ -43,3 +43,45 @@ def synth(stage: str, out: Path | None, as_json: bool) -> None:
         click.echo(json.dumps({**result, "seconds": round(took, 3)}))
     else:
         click.echo(f"synthesized stack-{stage} -> {path} ({took:.2f}s)")
+
+
+@click.command()
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Change nothing: exit 0 when the bundle is current (or there is no Worker), 1 when it "
+    "must be built.",
+)
+def bundle(check: bool) -> None:
+    """Build the Worker bundle (<worker>/dist/index.js) when its sources or lock file changed.
+
+    Every synth does this on its own; pipelines ask first, and install the Node packages only
+    when the answer is that it must be built. The bundle records the hash of what it was
+    built from (file times mean nothing after a clone).
+
+    Example: forkstage bundle --check || npm ci
+    """
+    from forkstage.bundle import BundleError, WorkerBundle
+    from forkstage.errors import BadInput, Failed
+
+    project = Project.load()
+    worker = WorkerBundle(root=project.root, worker=project.settings.worker_path)
+    rel = (
+        worker.bundle.relative_to(project.root)
+        if worker.bundle.is_relative_to(project.root)
+        else worker.bundle
+    )
+    try:
+        status = worker.status()
+        if status == "none":
+            click.echo(f"no Worker here ({project.settings.worker_dir}/ does not exist)")
+            return
+        if status == "fresh":
+            click.echo(f"{rel} is up to date")
+            return
+        if check:
+            raise Failed(f"{rel} is {status}: it must be built (forkstage bundle)")
+        worker.build()
+    except BundleError as exc:
+        raise BadInput(str(exc)) from None
+    click.echo(f"built {rel}")
