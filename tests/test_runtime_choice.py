@@ -7,6 +7,7 @@ but cdktn's.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -132,3 +133,36 @@ def test_an_unknown_runtime_in_the_settings_is_refused(shop: Path) -> None:
     finally:
         settings.write_text(original)
     assert line == 'Error: forkstage.toml: app.cdk must be one of "cdktf", "cdktn"'
+
+
+@pytest.mark.parametrize(
+    ("cdk", "cli", "install"),
+    [("cdktf", "cdktf-cli", "forkstage=="), ("cdktn", "cdktn-cli", "forkstage[cdktn]==")],
+)
+def test_init_writes_the_runtime_its_cli_and_how_ci_installs_it(
+    tmp_path: Path, cdk: str, cli: str, install: str
+) -> None:
+    args = [] if cdk == "cdktf" else ["--cdk", cdk]  # cdktf is init's default
+    done = procs.run(
+        [str(BIN / "forkstage"), "init", "app", "--name", "shop", *args], cwd=tmp_path, timeout=60
+    )
+    procs.assert_ok(done)
+    settings = (tmp_path / "app" / "forkstage.toml").read_text()
+    assert f'\ncdk = "{cdk}"\n' in settings
+    assert f'\ninstall = "{install}' in settings
+    tools = json.loads((tmp_path / "app" / "package.json").read_text())["devDependencies"]
+    assert {k for k in tools if k.startswith("cdkt")} == {cli}
+    assert configured(tmp_path / "app", {}) == (cdk, "forkstage.toml [app] cdk")
+
+
+def test_the_cdktn_extra_goes_into_every_kind_of_install_requirement() -> None:
+    from forkstage.scaffold import with_extra
+
+    assert with_extra("forkstage==0.1.0", "cdktn") == "forkstage[cdktn]==0.1.0"
+    assert with_extra("forkstage", "cdktn") == "forkstage[cdktn]"
+    assert with_extra("forkstage @ git+https://x/y@abc", "cdktn") == (
+        "forkstage[cdktn] @ git+https://x/y@abc"
+    )
+    assert with_extra("./tools/forkstage", "cdktn") == "./tools/forkstage[cdktn]"
+    assert with_extra(".", "cdktn") == ".[cdktn]"
+    assert with_extra("forkstage[cdktn]==0.1.0", "cdktn") == "forkstage[cdktn]==0.1.0"
