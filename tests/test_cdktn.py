@@ -48,7 +48,7 @@ class App:
     def __init__(self, local: LocalCloud, root: Path, tripwire: Path) -> None:
         self.local, self.root, self.tripwire = local, root, tripwire
 
-    def env(self, *, tripwire: bool = True, **extra: str) -> dict[str, str]:
+    def env(self, extra: dict[str, str], *, tripwire: bool = True) -> dict[str, str]:
         env = {
             k: v
             for k, v in self.local.env().items()
@@ -58,20 +58,20 @@ class App:
         return {**env, "PATH": path, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20", **extra}
 
     def bash(
-        self, script: str, *, tripwire: bool = True, **extra: str
+        self, script: str, *, tripwire: bool = True, extra: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
         argv = ["bash", "-c", f"set -e\n{script}"]
-        env = self.env(tripwire=tripwire, **extra)
+        env = self.env(extra or {}, tripwire=tripwire)
         return procs.run(argv, cwd=self.root, env=env, timeout=TIMEOUT)
 
     def ok(self, script: str, **extra: str) -> str:
-        done = self.bash(script, **extra)
+        done = self.bash(script, extra=extra)
         procs.assert_ok(done)
         return done.stdout + done.stderr
 
     def forkstage(self, *args: str) -> str:
         argv = [str(BIN / "forkstage"), *args]
-        done = procs.run(argv, cwd=self.root, env=self.env(), timeout=TIMEOUT)
+        done = procs.run(argv, cwd=self.root, env=self.env({}), timeout=TIMEOUT)
         procs.assert_ok(done)
         return done.stdout
 
