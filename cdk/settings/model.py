@@ -123,7 +123,8 @@ class Settings:
 
 
 def one_edit(a: str, b: str) -> bool:
-    """Whether ``a`` and ``b`` differ by exactly one insertion, deletion or substitution."""
+    """Whether ``a`` and ``b`` differ by one insertion, deletion, substitution or swap of two
+    neighbouring characters (``stagin``, ``stagign``, ``prd``)."""
     if a == b or abs(len(a) - len(b)) > 1:
         return False
     if len(a) > len(b):
@@ -131,4 +132,6 @@ def one_edit(a: str, b: str) -> bool:
     i = 0
     while i < len(a) and a[i] == b[i]:
         i += 1
+    if len(a) == len(b) and a[i + 2 :] == b[i + 2 :] and a[i : i + 2] == b[i : i + 2][::-1]:
+        return True
     return a[i + (len(a) == len(b)) :] == b[i + 1 :]
