@@ -14,7 +14,7 @@ from typing import Literal, Protocol
 
 from constructs import Construct
 
-from cdk.core import TerraformOutput
+from cdk.core import TerraformOutput, TerraformResource
 from cdk.guard import guards_state, keep
 from cdk.migrations import BranchMigrations
 from cdk.postgres import PostgresOrigin, pooler_host, url_expression
@@ -216,6 +216,11 @@ class NeonBranch(Construct):
             autoscaling_limit_max_cu=compute.max_cu,
             suspend_timeout_seconds=compute.suspend_timeout_seconds,
         )
+        if isinstance(project, NeonProject):
+            # a new project (a ForceNew attribute changed) holds none of the old one's
+            # branches or endpoints: they are made again in it, not updated into it
+            follow(self.branch, project.resource)
+            follow(self.endpoint, self.branch)
         self.role_password = neon.DataNeonBranchRolePassword(
             self,
             "role_password",
@@ -294,6 +299,12 @@ class NeonBranch(Construct):
             password=self.password,
             depends_on=(self.migrations.resource,) if self.migrations else (),
         )
+
+
+def follow(element: TerraformResource, leader: TerraformResource) -> None:
+    """``element`` is replaced whenever ``leader`` is (``replace_triggered_by`` its id)."""
+    reference = f"{leader.terraform_resource_type}.{leader.friendly_unique_id}.id"
+    element.add_override("lifecycle.replace_triggered_by", [reference])
 
 
 def password_postcondition(branch_name: str) -> dict[str, str]:

@@ -75,6 +75,19 @@ def check_destroy_allowed(
     return []
 
 
+def check_not_referenced(project: Project, stage: Stage, reader: StateReader) -> None:
+    """``deploy --allow-replace`` of an owner: its branch has the referencing stages' branches
+    as children, which Neon will not let go; refused before anything is applied."""
+    live = [n for n, count in referencing_stages(project, stage, reader).items() if count > 0]
+    if live:
+        first = " && ".join(f"forkstage destroy --stage {name}" for name in live)
+        raise Refused(
+            f"stage {stage.name} is referenced by {', '.join(live)}, whose branches fork the one "
+            f"this deploy would replace: destroy {'it' if len(live) == 1 else 'them'} first "
+            f"({first}); nothing was changed"
+        )
+
+
 def referencing_stages(project: Project, stage: Stage, reader: StateReader) -> dict[str, int]:
     """The stages in the backend that reference ``stage``, with their resource counts."""
     found = {}
@@ -160,28 +173,32 @@ def guarded_changes(changes: list[dict[str, str]], guarded: list[str]) -> list[d
     return [c for c in changes if c["address"] in keep and c["action"] in ("delete", "replace")]
 
 
-def forcing_attributes(shown: dict[str, Any]) -> dict[str, list[str]]:
-    """Per resource address, the attributes that force its replacement (``terraform show
-    -json`` of the plan: ``replace_paths``)."""
-    found: dict[str, list[str]] = {}
+def forcing_attributes(shown: dict[str, Any]) -> dict[str, str]:
+    """Per resource address, why it is replaced (``terraform show -json`` of the plan): the
+    attributes that force it (``replace_paths``), or that it follows another's replacement."""
+    found: dict[str, str] = {}
     for change in shown.get("resource_changes") or []:
+        address = str(change.get("address", ""))
         paths = (change.get("change") or {}).get("replace_paths") or []
-        names = [".".join(str(p) for p in path) for path in paths if path]
+        names = sorted({".".join(str(p) for p in path) for path in paths if path})
         if names:
-            found[str(change.get("address", ""))] = sorted(set(names))
+            found[address] = f"{', '.join(names)} {'forces' if len(names) == 1 else 'force'} it"
+        elif change.get("action_reason") == "replace_by_triggers":
+            found[address] = "replace_triggered_by: it follows that replacement"
     return found
 
 
 def refuse_replacement(
-    stage: Stage, touched: list[dict[str, str]], forcing: dict[str, list[str]]
+    stage: Stage, touched: list[dict[str, str]], forcing: dict[str, str]
 ) -> Refused:
-    """The refusal of a deploy that would delete or replace a guarded resource."""
+    """The refusal of a deploy that would delete or replace a guarded resource; the ones an
+    attribute forces first."""
     parts = []
-    for change in touched:
+    ranked = sorted(touched, key=lambda c: "force" not in forcing.get(c["address"], ""))
+    for change in ranked:
         verb = "replace" if change["action"] == "replace" else "destroy"
         why = forcing.get(change["address"])
-        because = f" ({', '.join(why)} {'forces' if len(why) == 1 else 'force'} it)" if why else ""
-        parts.append(f"{verb} {change['address']}{because}")
+        parts.append(f"{verb} {change['address']}" + (f" ({why})" if why else ""))
     return Refused(
         f"deploy of {stage.name} would {' and '.join(parts)}: its data, and every branch forked "
         "from it, would be lost; nothing was changed. Pass --allow-replace to deploy it anyway"

@@ -381,6 +381,8 @@ class Pipeline:
                 run.check(shown, "show plan")
                 forcing = guards.forcing_attributes(json.loads(shown.stdout or "{}"))
                 raise guards.refuse_replacement(run.stage, touched, forcing)
+            if touched:  # allowed, but never under live forks: Neon refuses, halfway through
+                guards.check_not_referenced(run.project, run.stage, run.reader)
         except BaseException:
             (run.stack_dir / DEPLOY_PLAN_FILE).unlink(missing_ok=True)
             raise

@@ -23,6 +23,11 @@ projects (Neon's Free-plan cap; the provider's unset default of 86400 is refused
 in-place update); cheap compute limits on referencing stages' endpoints (in place); a
 postcondition on the role-password read (no resource change); the sensitive outputs
 ``database_url`` and ``database_url_pooled``. tests/test_upgrade.py allows exactly these.
+
+Deliberate changes of issue 19 (guards in the config), lifecycle settings only, so no plan
+changes: ``prevent_destroy`` on the project and branch of the owner (staging) and protected
+(prod) stages, and on every stage that owns its project ``replace_triggered_by`` on the branch
+(the project's id) and the endpoint (the branch's id): a new project holds none of the old one's.
 """
 
 from __future__ import annotations

@@ -108,8 +108,10 @@ def test_lock_holder_is_named_and_state_stays_consistent(box: Sandbox) -> None:
     try:
         proc = box.forkstage("deploy", "--stage", "pr-148")
         assert proc.returncode == 1
-        assert "Error acquiring the state lock" in proc.stderr
-        assert "ci@runner-7" in proc.stderr
+        assert "Error: stage pr-148 is locked by ci@runner-7 since 2026-11-26 10:00:00 UTC" in (
+            proc.stderr
+        )
+        assert "--lock-timeout" in proc.stderr and "forkstage unlock --stage pr-148" in proc.stderr
         row = {r["stage"]: r for r in json.loads(box.forkstage("stages", "--json").stdout)}[
             "pr-148"
         ]
@@ -125,7 +127,7 @@ def test_lock_holder_is_named_and_state_stays_consistent(box: Sandbox) -> None:
     assert codes in ([0, 0], [0, 1]), outcomes
     for code, err in outcomes:
         if code == 1:
-            assert "Error acquiring the state lock" in err
+            assert "Error: stage pr-148 is locked by " in err
     state = box.state("pr-148")
     assert resources(state) == ["terraform_data.branch", "terraform_data.workspace_guard"]
 
