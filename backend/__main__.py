@@ -4,9 +4,11 @@ Usage::
 
     python -m backend serve [--host 127.0.0.1] [--port 4599] [--data DIR]
                             [--tls-cert cert.pem --tls-key key.pem]
-                            [--bucket forkstage-state] [--quiet] [LIMITS]
+                            [--bucket forkstage-state] [--region us-east-1] [--quiet]
+                            [LIMITS]
 
-LIMITS are ``--max-connections N --header-timeout S --idle-timeout S --body-grace S
+LIMITS are ``--max-connections N --max-unauthenticated N --max-requests-per-credential N
+--header-timeout S --idle-timeout S --body-grace S
 --body-min-rate SIZE --max-object-size SIZE --stage-max-keys N --stage-max-bytes SIZE
 --retain N --retain-days D --upload-expiry-hours H --disk-reserve SIZE --memory-body SIZE``
 (SIZE is bytes or ``256KiB``/``64MiB``/``1GiB``; defaults in ``backend/limits.py``).
@@ -31,6 +33,7 @@ from pathlib import Path
 from backend.serve import (
     DEFAULT_HOST,
     DEFAULT_PORT,
+    DEFAULT_REGION,
     LIMIT_OPTIONS,
     ServeError,
     limits_from_options,
@@ -53,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate.")
     serve.add_argument("--tls-key", type=Path, default=None, help="PEM private key.")
     serve.add_argument("--bucket", default=DEFAULT_BUCKET, help="Bucket made at start.")
+    serve.add_argument(
+        "--region", default=DEFAULT_REGION, help="Signing region clients must use (us-east-1)."
+    )
     serve.add_argument("--quiet", action="store_true", help="Do not log one line per request.")
     for option in LIMIT_OPTIONS:
         serve.add_argument(option.flag, default=None, metavar=option.metavar, help=option.help)
@@ -79,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             limits=limits,
             bucket=args.bucket,
             quiet=args.quiet,
+            region=args.region,
         )
     except ServeError as exc:
         print(f"error: {exc}", file=sys.stderr)

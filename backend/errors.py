@@ -115,6 +115,11 @@ class HeaderTooLarge(BadRequest):
     default_message = "Your request header section exceeds the maximum allowed size."
 
 
+class AuthorizationHeaderMalformed(BadRequest):
+    code = "AuthorizationHeaderMalformed"
+    default_message = "The authorization header is malformed."
+
+
 class InvalidDigest(BadRequest):
     code = "InvalidDigest"
     default_message = "The checksum you specified is not valid."

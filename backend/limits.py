@@ -18,6 +18,12 @@ GIB = 1024 * MIB
 class Limits:
     # connections -------------------------------------------------------------------------
     max_connections: int = 256  # open client connections; the oldest idle one makes room
+    # connections that have not shown a valid signature yet (new ones, refused ones): a flood
+    # of strangers churns within this budget and never takes a signed client's slot
+    max_unauthenticated: int = 64
+    # requests of one stage credential between its signature and its answer (admin: no cap), so
+    # a leaked PR credential cannot hold every slot either
+    max_requests_per_credential: int = 32
     header_timeout: float = 10.0  # seconds from a request's first byte to the end of its head
     idle_timeout: float = 60.0  # keep-alive: seconds a connection may wait for its next request
     body_grace: float = 10.0  # seconds a body may take before the minimum rate applies
@@ -36,6 +42,8 @@ class Limits:
         """Raise ValueError naming the first setting that cannot work."""
         positive = {
             "max_connections": self.max_connections,
+            "max_unauthenticated": self.max_unauthenticated,
+            "max_requests_per_credential": self.max_requests_per_credential,
             "header_timeout": self.header_timeout,
             "idle_timeout": self.idle_timeout,
             "body_min_rate": self.body_min_rate,

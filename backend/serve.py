@@ -22,7 +22,8 @@ from typing import Any
 
 from backend.errors import S3Error
 from backend.limits import DEFAULT_LIMITS, Limits
-from backend.server import DEFAULT_BUCKET, ServerBusy, make_server
+from backend.s3.sigv4 import DEFAULT_REGION, REGION_RE
+from backend.server import DEFAULT_BUCKET, DiskFull, ServerBusy, make_server
 from backend.store.store import validate_bucket_name
 
 DEFAULT_HOST = "127.0.0.1"
@@ -63,6 +64,15 @@ class LimitOption:
 
 LIMIT_OPTIONS = (
     LimitOption("--max-connections", "max_connections", "count", "Open client connections."),
+    LimitOption(
+        "--max-unauthenticated", "max_unauthenticated", "count", "Connections not yet signed."
+    ),
+    LimitOption(
+        "--max-requests-per-credential",
+        "max_requests_per_credential",
+        "count",
+        "Requests in flight per stage credential.",
+    ),
     LimitOption("--header-timeout", "header_timeout", "seconds", "Seconds for a request head."),
     LimitOption("--idle-timeout", "idle_timeout", "seconds", "Keep-alive idle seconds."),
     LimitOption("--body-grace", "body_grace", "seconds", "Seconds before the minimum rate."),
@@ -142,8 +152,17 @@ def limits_from_options(base: Limits = DEFAULT_LIMITS, **options: object) -> Lim
     return limits
 
 
-def check_options(*, port: int, tls_cert: Path | None, tls_key: Path | None, bucket: str) -> None:
+def check_options(
+    *,
+    port: int,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    bucket: str,
+    region: str = DEFAULT_REGION,
+) -> None:
     """Refuse bad options before anything touches the data directory."""
+    if not REGION_RE.fullmatch(region):
+        raise BadOption(f"--region {region!r}: use a region name such as us-east-1")
     if (tls_cert is None) != (tls_key is None):
         raise BadOption("--tls-cert and --tls-key go together: give both or neither")
     for flag, path in (("--tls-cert", tls_cert), ("--tls-key", tls_key)):
@@ -192,13 +211,15 @@ def run(
     retain: int | None = None,
     bucket: str = DEFAULT_BUCKET,
     quiet: bool = False,
+    region: str = DEFAULT_REGION,
 ) -> None:
     """Serve until SIGTERM or Ctrl-C; prints the endpoint and credentials file, never keys.
 
-    ``retain`` overrides ``limits.retain_versions`` (the forkstage CLI's ``--retain``).
+    ``retain`` overrides ``limits.retain_versions`` (the forkstage CLI's ``--retain``);
+    ``region`` is the signing region clients must use (Terraform's backend ``region``).
     """
     limits = limits_from_options(limits or DEFAULT_LIMITS, retain=retain)
-    check_options(port=port, tls_cert=tls_cert, tls_key=tls_key, bucket=bucket)
+    check_options(port=port, tls_cert=tls_cert, tls_key=tls_key, bucket=bucket, region=region)
     log = None if quiet else _log
     try:
         server = make_server(
@@ -210,9 +231,12 @@ def run(
             bucket=bucket,
             limits=limits,
             log=log,
+            region=region,
         )
     except ServerBusy as exc:
         raise Busy(str(exc)) from None
+    except DiskFull as exc:
+        raise ServeError(str(exc)) from None
     except OSError as exc:
         raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     except ValueError as exc:

@@ -14,17 +14,21 @@ import contextlib
 import fcntl
 import os
 import socket
+import sqlite3
 import ssl
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from backend.errors import InsufficientStorage
 from backend.http.listener import Listener
 from backend.limits import DEFAULT_LIMITS, Limits
-from backend.s3 import credentials
+from backend.s3 import credentials, sigv4
 from backend.s3.handler import Handler
 from backend.s3.respond import render_error
+from backend.store import diskspace
+from backend.store.db import disk_full
 from backend.store.store import Store
 
 DEFAULT_BUCKET = "forkstage-state"
@@ -34,6 +38,10 @@ Logger = Callable[[str], None]
 
 class ServerBusy(RuntimeError):
     """Another state server already serves this data directory."""
+
+
+class DiskFull(RuntimeError):
+    """The data directory's disk is below the reserve before the server could set up."""
 
 
 class StateServer:
@@ -48,6 +56,7 @@ class StateServer:
         tls: ssl.SSLContext | None,
         log: Logger | None,
         limits: Limits,
+        region: str | None = sigv4.DEFAULT_REGION,
     ) -> None:
         self.store = store
         self.book = book
@@ -67,6 +76,7 @@ class StateServer:
             limits=limits,
             log=log,
             connections=lambda: self.listener.count if self.listener else 0,
+            region=region,
         )
         self._state = threading.RLock()  # re-entered by stop_soon in a signal handler
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -189,14 +199,20 @@ def make_server(
     bucket: str = DEFAULT_BUCKET,
     limits: Limits = DEFAULT_LIMITS,
     log: Logger | None = None,
+    region: str | None = sigv4.DEFAULT_REGION,
 ) -> StateServer:
-    """A ready-to-serve state server (call ``serve_forever()``; ``shutdown()`` to stop)."""
+    """A ready-to-serve state server (call ``serve_forever()``; ``shutdown()`` to stop).
+
+    ``region`` is the signing region requests must name (None accepts any). Raises
+    ServerBusy, DiskFull, diskspace.ReserveTooLarge (a ValueError) or OSError (cannot bind).
+    """
     limits.check()
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(OSError):
         os.chmod(data_dir, 0o700)
     tls = _tls_context(certfile, keyfile)
+    diskspace.check_fits(data_dir, limits.disk_reserve_bytes)
     lock_fd = os.open(data_dir / "server.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -205,9 +221,19 @@ def make_server(
         raise ServerBusy(f"another state server is already using {data_dir}") from None
     store: Store | None = None
     try:
-        credentials.ensure_admin(data_dir)
-        store = Store(data_dir, limits=limits)  # it empties its spool dir of a crash's bodies
-        store.create_bucket(bucket, exist_ok=True)
+        try:
+            credentials.ensure_admin(data_dir)
+            store = Store(data_dir, limits=limits)  # it empties its spool dir of a crash's bodies
+            store.create_bucket(bucket, exist_ok=True)
+        except (InsufficientStorage, OSError, sqlite3.Error) as exc:
+            if not isinstance(exc, InsufficientStorage) and not disk_full(exc):
+                raise
+            free = diskspace.free_bytes(data_dir)
+            raise DiskFull(
+                f"the disk holding {data_dir} has {free} bytes free, too little to set up the"
+                f" state server above its --disk-reserve of {limits.disk_reserve_bytes} bytes:"
+                " free disk space or give a smaller reserve"
+            ) from None
         return StateServer(
             (host, port),
             store=store,
@@ -217,6 +243,7 @@ def make_server(
             tls=tls,
             log=log,
             limits=limits,
+            region=region,
         )
     except BaseException:
         if store is not None:
@@ -240,6 +267,7 @@ def serve_in_thread(server: StateServer) -> threading.Thread:
 
 __all__ = [
     "DEFAULT_BUCKET",
+    "DiskFull",
     "ServerBusy",
     "StateServer",
     "make_server",

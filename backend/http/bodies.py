@@ -95,8 +95,7 @@ class ChunkDecoder:
             self._trailer(line)
 
     def _size_line(self, line: bytes) -> None:
-        size_text, _, ext = line.partition(b";")
-        size_text = size_text.strip(b" \t")
+        size_text, _, ext = line.partition(b";")  # hex digits only: no sign, space or "0x"
         if self._aws and b"chunk-signature" in ext:
             raise InvalidRequest("signed aws-chunked payloads are not supported; send unsigned")
         if not size_text or len(size_text) > 16 or not _HEX.issuperset(size_text):

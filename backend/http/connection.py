@@ -11,7 +11,12 @@ timeout and calls ``check``, which reads the phase and when it began:
 - BODY: after ``body_grace`` seconds the average rate must stay >= ``body_min_rate``;
 - BUSY: the server's own time (the operation runs) - no deadline;
 - WRITE: the response must drain at the same minimum rate after the same grace;
+- DRAIN: a refused request's body, read and dropped after the answer went out: only while it
+  arrives at the minimum rate from its first second (``DRAIN_GRACE``), and evictable meanwhile;
 - LINGER: closing after a refusal, reading and dropping what the client still sends.
+
+A connection is a stranger until one of its requests shows a valid signature (``trusted``);
+the listener keeps strangers within their own, smaller budget.
 """
 
 from __future__ import annotations
@@ -39,12 +44,15 @@ if TYPE_CHECKING:
         handler: Handler
 
         def forget(self, conn: Connection) -> None: ...
+        def trust(self, conn: Connection) -> None: ...
 
 
-IDLE, HEAD, BODY, BUSY, WRITE, LINGER = range(6)
-EVICTABLE = (IDLE, HEAD, LINGER)  # not in the middle of a request
+IDLE, HEAD, BODY, BUSY, WRITE, LINGER, DRAIN = range(7)
+EVICTABLE = (IDLE, HEAD, LINGER, DRAIN)  # not in the middle of a request
+REFUSED = (LINGER, DRAIN)  # answered already: the first to go when room is needed
 MAX_BUFFER = 1 << 20  # stop reading from the socket beyond this much unconsumed input
 LINGER_SECONDS = 2.0
+DRAIN_GRACE = 1.0  # seconds a refused body may take before it must arrive at the minimum rate
 
 
 class ConnectionCut(Exception):
@@ -78,6 +86,8 @@ class Connection(asyncio.Protocol):
         self._cut: S3Error | None = None
         self.task: asyncio.Task[None] | None = None
         self.linger = False  # set by the handler when a request's body was left unread
+        self.trusted = False  # a request on it showed a valid signature
+        self.holds: str | None = None  # the credential whose in-flight count this request holds
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -226,6 +236,15 @@ class Connection(asyncio.Protocol):
     def begin_response(self) -> None:
         self.phase, self.since, self._mark = BUSY, self.loop.time(), self.written
 
+    def begin_drain(self) -> None:
+        self.phase, self.since, self._mark = DRAIN, self.loop.time(), self.received
+
+    def trust(self) -> None:
+        """A request on this connection showed a valid signature: no longer a stranger."""
+        if not self.trusted:
+            self.trusted = True
+            self.listener.trust(self)
+
     # -- output ----------------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
@@ -296,5 +315,10 @@ class Connection(asyncio.Protocol):
             sent = self.written - size - self._mark
             if elapsed > limits.body_grace and sent < limits.body_min_rate * elapsed:
                 self.abort()
+        elif phase == DRAIN:
+            got = self.received - self._mark
+            if elapsed > DRAIN_GRACE and got < limits.body_min_rate * elapsed:
+                self._cut = RequestTimeout()
+                self._wake()
         elif phase == LINGER and elapsed > LINGER_SECONDS:
             self.abort()

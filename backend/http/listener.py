@@ -1,6 +1,13 @@
 """The accept loop: at most ``max_connections`` open, the oldest idle one makes room, and no
 exhausted descriptor table can make it spin.
 
+Connections that have not shown a valid signature yet (strangers: new ones, and those whose
+requests were refused) have a budget of their own, ``max_unauthenticated``: a stranger over it
+closes the oldest stranger that is not in the middle of a request, so a flood of unsigned or
+refused requests churns within its budget and never holds a slot a signed client needs. When
+room is needed, connections go in this order: those already answered with a refusal (draining
+or lingering), then idle strangers, then any other idle connection.
+
 Accepting is ours rather than ``loop.create_server``'s so that the cap is applied before a
 connection costs anything, and so that EMFILE/ENFILE pause accepting for 100 ms (asyncio's own
 loop pauses a full second and logs an error each time). A connection over the cap first evicts
@@ -19,7 +26,14 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from backend.http.connection import EVICTABLE, LINGER_SECONDS, Connection
+from backend.http.connection import (
+    DRAIN_GRACE,
+    EVICTABLE,
+    LINGER_SECONDS,
+    REFUSED,
+    WRITE,
+    Connection,
+)
 
 if TYPE_CHECKING:
     from backend.http.connection import Handler
@@ -60,12 +74,14 @@ class Listener:
         self.handler = handler
         self.log = log
         self._slots: dict[Connection, None] = {}  # insertion order = age
+        self._strangers: dict[Connection, None] = {}  # not yet shown a valid signature
+        self.stranger_cap = min(limits.max_unauthenticated, limits.max_connections)
         self._refusing = 0
         self._accepting = False
         self._resume: asyncio.TimerHandle | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self._last_warning = 0.0
-        timeouts = [limits.header_timeout, limits.idle_timeout]
+        timeouts = [limits.header_timeout, limits.idle_timeout, DRAIN_GRACE]
         if limits.body_grace > 0:
             timeouts.append(limits.body_grace)
         self.tick = max(0.05, min(1.0, min(timeouts) / 4))
@@ -81,16 +97,36 @@ class Listener:
 
     # -- registry ----------------------------------------------------------------------------
 
+    @property
+    def strangers(self) -> int:
+        return len(self._strangers)
+
     def forget(self, conn: Connection) -> None:
         self._slots.pop(conn, None)
+        self._strangers.pop(conn, None)
+
+    def trust(self, conn: Connection) -> None:
+        self._strangers.pop(conn, None)
 
     def _evict_one(self) -> bool:
-        """Close the oldest connection not in the middle of a request; False if none is."""
-        for conn in self._slots:
-            if conn.phase in EVICTABLE:
-                conn.abort()
-                return True
-        return False
+        """Make room for one connection; False if every connection is mid-request."""
+        victim = (
+            _oldest(self._slots, REFUSED)
+            or _oldest(self._strangers, _STRANGER_EVICTABLE)
+            or _oldest(self._slots, EVICTABLE)
+        )
+        if victim is None:
+            return False
+        victim.abort()
+        return True
+
+    def _evict_stranger(self) -> bool:
+        """Make room within the strangers' budget; False if none can go."""
+        victim = _oldest(self._strangers, REFUSED) or _oldest(self._strangers, _STRANGER_EVICTABLE)
+        if victim is None:
+            return False
+        victim.abort()
+        return True
 
     # -- accepting -----------------------------------------------------------------------------
 
@@ -139,11 +175,15 @@ class Listener:
             self.log(message)
 
     def _admit(self, csock: socket.socket) -> None:
+        if len(self._strangers) >= self.stranger_cap and not self._evict_stranger():
+            self._refuse(csock)
+            return
         if len(self._slots) >= self.limits.max_connections and not self._evict_one():
             self._refuse(csock)
             return
         conn = Connection(self, csock)
         self._slots[conn] = None
+        self._strangers[conn] = None
         conn.opening = self.loop.create_task(self._open(conn))
 
     async def _open(self, conn: Connection) -> None:
@@ -203,8 +243,20 @@ class Listener:
                 conn.task.cancel()
                 tasks.append(conn.task)
         self._slots.clear()
+        self._strangers.clear()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+# A stranger writing a response is writing a small error document: it holds nothing of value.
+_STRANGER_EVICTABLE = (*EVICTABLE, WRITE)
+
+
+def _oldest(conns: dict[Connection, None], phases: tuple[int, ...]) -> Connection | None:
+    for conn in conns:
+        if conn.phase in phases:
+            return conn
+    return None
 
 
 class _Refusal(asyncio.Protocol):

@@ -30,6 +30,8 @@ MAX_LIST_KEYS = 1000
 STORAGE_CLASS = "STANDARD"
 _DIGITS = re.compile(r"[0-9]{1,12}")
 _RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
+_BIG_DIGITS = 18  # a Range number longer than this (without leading zeros) is past any size
+_BIG = 10**_BIG_DIGITS
 
 
 def etag(value: str) -> str:
@@ -140,27 +142,34 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 
     Exactly S3's forms: ``bytes=A-B``, ``bytes=A-``, ``bytes=-N`` with ASCII digits. Anything
     else (several ranges, signs, spaces, ``_``, other digits, A > B) is ignored: a full 200.
+    Numbers of any length are read as their value would be, without converting thousands of
+    digits: past ``_BIG`` only their order matters (first past the end: 416; last: clamped).
     """
     if not header:
         return None
     found = _RANGE.fullmatch(header.strip())
     if found is None:
         return None
-    first_s, last_s = found.groups()
+    first_s, last_s = (g.lstrip("0") or ("0" if g else "") for g in found.groups())
     if not first_s and not last_s:
         return None
     if not first_s:
-        suffix = int(last_s)
+        suffix = _bounded(last_s)
         if suffix == 0 or size == 0:
             raise unsatisfiable(size)
         return max(0, size - suffix), size - 1
-    first = int(first_s)
-    if last_s and int(last_s) < first:
+    if last_s and (len(last_s), last_s) < (len(first_s), first_s):  # last < first, any length
         return None
+    first = _bounded(first_s)
     if first >= size:
         raise unsatisfiable(size)
-    last = int(last_s) if last_s else size - 1
+    last = _bounded(last_s) if last_s else size - 1
     return first, min(last, size - 1)
+
+
+def _bounded(digits: str) -> int:
+    """The value of ASCII digits without leading zeros, or ``_BIG`` for a longer number."""
+    return int(digits) if len(digits) <= _BIG_DIGITS else _BIG
 
 
 def unsatisfiable(size: int) -> InvalidRange:

@@ -3,7 +3,10 @@
 Every refusal is an ``S3Error`` and becomes S3's XML error document in ``render_error`` - the
 only place errors become responses. Refusals come before the body is read (a client that sent
 ``Expect: 100-continue`` is told to go on only once it is authenticated, authorized and its size
-accepted); an unread body is drained when small (keep-alive) and the connection closed otherwise.
+accepted). A refused request is answered at once, without waiting for its body; the body is
+then drained (keep-alive) only while it arrives at the minimum rate, in a phase the listener may
+evict, and the connection is closed otherwise. A stage credential has at most
+``max_requests_per_credential`` requests in flight (503 SlowDown beyond); admin has no cap.
 
 Where operations run (inline or on the pool) is ``backend.s3.dispatch``'s decision; signature
 checks run inline on the loop (CPU only). Answers go out through ``backend.s3.respond``.
@@ -29,6 +32,7 @@ from backend.errors import (
     MethodNotAllowed,
     MissingContentLength,
     S3Error,
+    SlowDown,
 )
 from backend.http import accesslog, bodies, wire
 from backend.http.connection import BUSY, Connection, ConnectionCut
@@ -41,6 +45,7 @@ from backend.s3.dispatch import DEFAULT_WORKERS, Dispatcher
 from backend.s3.operations import PAYLOAD_OPS, route
 from backend.s3.request import S3Request
 from backend.s3.respond import Exchange, Responder, render_error
+from backend.store import diskspace
 from backend.store.quota import Quota
 from backend.store.store import Store
 
@@ -50,7 +55,9 @@ HEALTH_PATH = "/-/health"  # bucket names cannot start with "-"
 MAX_SMALL_BODY = 2 * 1024 * 1024  # XML bodies (CompleteMultipartUpload, CreateBucket)
 MAX_OTHER_BODY = 64 * 1024  # bodies of other operations are read and dropped
 MAX_DRAIN = 8 * 1024 * 1024  # unread bodies up to this size are drained, not cut
-SMALL_BODY_OPS = frozenset({"CompleteMultipartUpload", "CreateBucket"})
+SMALL_BODY_OPS = frozenset(
+    {"CompleteMultipartUpload", "CreateBucket", "DeleteObjects", "PutBucketVersioning"}
+)
 UNSIGNED = ("UNSIGNED-PAYLOAD", "STREAMING-UNSIGNED-PAYLOAD-TRAILER")
 _NO_BODY, _UNREAD, _PARTIAL, _READ = range(4)
 
@@ -65,16 +72,19 @@ class Handler:
         log: Logger | None,
         connections: Callable[[], int],
         workers: int = DEFAULT_WORKERS,
+        region: str | None = sigv4.DEFAULT_REGION,
     ) -> None:
         self.store = store
         self.book = book
         self.limits = limits
         self.log = log
         self.connections = connections
+        self.region = region  # the signing region requests must name (None: any)
         self.dispatcher = Dispatcher(workers)
         self.responder = Responder(self.dispatcher, log)
         self._ids = itertools.count(1)
         self._in_flight = 0  # requests between their head and their answer
+        self._per_credential: dict[str, int] = {}  # stage requests from signature to answer
         self._id_prefix = os.urandom(4).hex().upper()
 
     # -- entry points (called by the connection) ---------------------------------------------
@@ -88,6 +98,12 @@ class Handler:
 
     async def handle(self, conn: Connection, raw: bytes) -> bool:
         """Serve one request; True if the connection stays open for the next one."""
+        try:
+            return await self._handle(conn, raw)
+        finally:
+            self._release(conn)
+
+    async def _handle(self, conn: Connection, raw: bytes) -> bool:
         ex = Exchange()
         request_id = self._request_id()
         try:
@@ -119,11 +135,16 @@ class Handler:
             resp = render_error(InternalError(), resource=head.path, request_id=request_id)
         finally:
             self._in_flight -= 1
-        if ex.body == _PARTIAL or (ex.body == _UNREAD and not await self._drain(conn, head)):
+        drain = ex.body == _UNREAD and keep and _drainable(head)
+        if ex.body == _PARTIAL or (ex.body == _UNREAD and not drain):
             keep = False
             conn.linger = True
         resp.headers["x-amz-request-id"] = request_id
         await self.responder.answer(conn, ex, resp, keep=keep, head_only=head.method == "HEAD")
+        self._release(conn)
+        if drain and not await self._drain(conn, head.content_length or 0):
+            conn.linger = True
+            return False
         return keep
 
     def _request_id(self) -> str:
@@ -155,11 +176,14 @@ class Handler:
             query=query,
             headers=headers,
             lookup=self.book.lookup,
+            region=self.region,
         )
         cred = verified.credential
         ex.who = cred.describe()
+        conn.trust()
         if unroutable is not None:
             raise unroutable
+        self._hold(conn, cred)
         try:
             access = policy.decide(
                 cred,
@@ -193,6 +217,27 @@ class Handler:
             return await self.dispatcher.run(request, alone=self._in_flight == 1)
         finally:
             payload.discard()
+
+    def _hold(self, conn: Connection, cred: Credential) -> None:
+        """Count a stage credential's request in flight; SlowDown over its cap (admin: none)."""
+        if cred.policy == "admin":
+            return
+        key = cred.access_key_id
+        count = self._per_credential.get(key, 0)
+        if count >= self.limits.max_requests_per_credential:
+            raise SlowDown(
+                f"this credential has {count} requests in flight, the most it may: retry shortly",
+                headers={"Retry-After": "1"},
+            )
+        self._per_credential[key] = count + 1
+        conn.holds = key
+
+    def _release(self, conn: Connection) -> None:
+        key, conn.holds = conn.holds, None
+        if key is not None:
+            left = self._per_credential.pop(key) - 1
+            if left:
+                self._per_credential[key] = left
 
     def _quota(self, cred: Credential) -> Quota | None:
         if cred.policy != "stage" or not cred.stage:
@@ -231,6 +276,9 @@ class Handler:
             if op in PAYLOAD_OPS:
                 raise EntityTooLarge()
             raise InvalidRequest("request body too large for this operation")
+        if op in PAYLOAD_OPS and declared is not None and declared > self.limits.memory_body_bytes:
+            # a body that will be spooled: refuse it before a byte lands on a disk without room
+            diskspace.check(self.store.data_dir, declared, self.limits.disk_reserve_bytes)
         if ex.body == _NO_BODY:
             return self._checked(Payload.from_bytes(b""), sha256) if keeps else EMPTY
         if head.expect_continue:
@@ -275,12 +323,11 @@ class Handler:
             raise ContentSHA256Mismatch()
         return payload
 
-    async def _drain(self, conn: Connection, head: wire.RequestHead) -> bool:
-        """Read and drop a body we refused before reading; False if the connection must close."""
-        length = head.content_length
-        if head.chunked or head.expect_continue or length is None or length > MAX_DRAIN:
-            return False
-        conn.begin_body()
+    @staticmethod
+    async def _drain(conn: Connection, length: int) -> bool:
+        """Read and drop a refused request's body (already answered) while it arrives fast;
+        False if the connection must close (too slow, cut short, or evicted meanwhile)."""
+        conn.begin_drain()
         try:
             while length > 0:
                 length -= len(await conn.take(min(length, 1 << 20)))
@@ -310,6 +357,18 @@ class Handler:
 
 def _drop(data: bytes) -> None:
     return
+
+
+def _drainable(head: wire.RequestHead) -> bool:
+    """A body that can be skipped to keep the connection: a known length within MAX_DRAIN (a
+    client that asked for 100-continue and was refused may never send its body)."""
+    length = head.content_length
+    return (
+        not head.chunked
+        and not head.expect_continue
+        and length is not None
+        and (length <= MAX_DRAIN)
+    )
 
 
 def _request_line(raw: bytes) -> tuple[str, str]:

@@ -5,6 +5,11 @@ re-encodes nor normalizes it, and neither do botocore or the Go SDK when they si
 byte that becomes part of the key is covered by the signature. Query pairs arrive decoded and are
 re-encoded per AWS's rules; header values are trimmed and their inner whitespace collapsed. The
 derived signing key changes once a day per secret and region, so it is cached.
+
+One authentication per request, as S3 has it: a second Authorization header, or a signed header
+together with presigned-URL query parameters, is a 400; the credential scope must name the
+server's region (``--region``, us-east-1 unless configured) or the answer is S3's 400
+AuthorizationHeaderMalformed naming the region to use.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ from urllib.parse import quote
 
 from backend.errors import (
     AccessDenied,
+    AuthorizationHeaderMalformed,
     InvalidAccessKeyId,
+    InvalidArgument,
     InvalidRequest,
     RequestTimeTooSkewed,
     SignatureDoesNotMatch,
@@ -28,6 +35,10 @@ from backend.errors import (
 from backend.s3.credentials import Credential
 
 MAX_SKEW = dt.timedelta(minutes=15)
+DEFAULT_REGION = "us-east-1"  # what AWS SDKs, the AWS CLI and Terraform sign with by default
+REGION_RE = re.compile(r"[a-z0-9-]{1,32}")
+# Query parameters of a presigned URL: with an Authorization header, two authentications.
+_PRESIGN_PARAMS = frozenset({"x-amz-algorithm", "x-amz-credential", "x-amz-signature"})
 PAYLOAD_MARKERS = ("UNSIGNED-PAYLOAD", "STREAMING-UNSIGNED-PAYLOAD-TRAILER")
 
 _AUTH_RE = re.compile(
@@ -111,20 +122,36 @@ def verify(
     headers: HeaderSource,
     lookup: Callable[[str], Credential | None],
     now: dt.datetime | None = None,
+    region: str | None = None,
 ) -> Verified:
-    """Authenticate one request or raise a 403-class S3Error (InvalidRequest for a bad payload
-    hash header). ``raw_path`` is the request target's path exactly as received."""
-    auth = headers.get("Authorization")
-    if not auth:
-        if any(name.lower() == "x-amz-signature" for name, _ in query):
+    """Authenticate one request or raise a 403-class S3Error (a 400 for a bad payload hash
+    header, two authentications or another ``region`` in the credential scope; None accepts
+    any). ``raw_path`` is the request target's path exactly as received."""
+    auths = headers.get_all("Authorization") or [""]
+    if len(auths) > 1:
+        raise InvalidArgument("more than one Authorization header")
+    presigned = any(name.lower() in _PRESIGN_PARAMS for name, _ in query)
+    if not auths[0]:
+        if presigned:
             raise AccessDenied("presigned URLs are not supported; sign the Authorization header")
         raise AccessDenied("anonymous requests are not allowed: sign them with AWS SigV4")
-    match = _AUTH_RE.match(auth.strip())
+    if presigned:
+        raise InvalidArgument(
+            "only one auth mechanism allowed: the Authorization header or presigned query"
+            " parameters, not both"
+        )
+    match = _AUTH_RE.match(auths[0].strip())
     if not match:
         raise AccessDenied("unsupported or malformed Authorization header (need AWS4-HMAC-SHA256)")
-    akid, scope_date, region, service, signed_text, signature = match.groups()
+    akid, scope_date, scope_region, service, signed_text, signature = match.groups()
     if service != "s3":
         raise SignatureDoesNotMatch("credential scope must name the s3 service")
+    if region is not None and scope_region != region:
+        raise AuthorizationHeaderMalformed(
+            f"the authorization header is malformed; the region {scope_region!r} is wrong;"
+            f" expecting {region!r}",
+            Region=region,
+        )
     credential = lookup(akid)
     if credential is None:
         raise InvalidAccessKeyId()
@@ -154,15 +181,17 @@ def verify(
     canonical_headers = _canonical_headers(headers, signed)
     try:
         query_text = canonical_query(query)
+        # header values are the wire's bytes, decoded as latin-1 by backend.http.wire: encoded
+        # back the same way, the signature covers the bytes sent (UTF-8 metadata included)
         canonical = "\n".join(
             (method, raw_path, query_text, canonical_headers, signed_text, content_sha256)
-        ).encode()
-    except UnicodeEncodeError:  # a lone surrogate: nothing a client could have signed
+        ).encode("latin-1")
+    except UnicodeEncodeError:  # not a byte (a lone surrogate): nothing a client could sign
         raise SignatureDoesNotMatch() from None
-    scope = f"{scope_date}/{region}/s3/aws4_request"
+    scope = f"{scope_date}/{scope_region}/s3/aws4_request"
     digest = hashlib.sha256(canonical).hexdigest()
     to_sign = f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{digest}".encode()
-    key = signing_key(credential.secret_access_key, scope_date, region)
+    key = signing_key(credential.secret_access_key, scope_date, scope_region)
     expected = hmac.new(key, to_sign, hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, signature):
         raise SignatureDoesNotMatch()

@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from backend.errors import InsufficientStorage, InternalError
-from backend.store import quota
+from backend.store import diskspace, quota
 
 T = TypeVar("T")
 DB_NAME = "state.sqlite3"
 MAX_BATCH = 128
+PAGE_SIZE = 4096  # SQLite's default page size, which the store keeps
 SCHEMA_VERSION = 2  # 0/1: before issue #13 (every body inline); 2: file-backed bodies, usage
 _SQLITE_FULL = 13
 
@@ -151,6 +152,9 @@ class Database:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=10000")
+        # the log's size is bounded, so the disk reserve can count what SQLite may still take
+        conn.execute(f"PRAGMA wal_autocheckpoint={diskspace.WAL_LIMIT // PAGE_SIZE}")
+        conn.execute(f"PRAGMA journal_size_limit={diskspace.WAL_LIMIT}")
         return conn
 
     def close(self) -> None:

@@ -1,11 +1,18 @@
 """Free space: refuse writes below a reserve, and keep deletes working on a full disk.
 
-Writes are refused (InsufficientStorage, 507) while the data directory's free space minus the
-incoming body is below ``limits.disk_reserve_bytes``. Some other process may still fill the disk
-to the last byte; then even a delete cannot commit (SQLite needs a few pages of WAL). So the
-store keeps a small preallocated file that it gives back to the filesystem when a delete or an
-abort hits a full disk, and recreates once there is room again: the way out (release a lock,
-delete old versions, abort uploads) stays open.
+A write is refused (InsufficientStorage, 507) unless, after everything it may still cost the
+disk, the data directory keeps ``limits.disk_reserve_bytes`` free. What it may cost is more than
+its body: an inline body is written twice (the write-ahead log, then the database when the log
+is checkpointed), every commit adds a few pages, and SQLite's log itself may still grow up to
+``WAL_LIMIT`` (``db`` checkpoints it there and truncates it back to that size) while the pages
+it holds may still be copied into the database. So the reserve is what a lock release or an
+upload abort has to work with, whatever the server wrote before.
+
+Some other process may still fill the disk to the last byte; then even a delete cannot commit.
+So the store keeps a preallocated emergency file, sized from the reserve (half of it, at most
+8 MiB), that it gives back to the filesystem when a delete or an abort hits a full disk and
+recreates once there is room again: the way out (release a lock, delete old versions, abort
+uploads) stays open.
 """
 
 from __future__ import annotations
@@ -18,7 +25,15 @@ from pathlib import Path
 from backend.errors import InsufficientStorage
 
 RESERVE_NAME = "reserve.bin"
-RESERVE_BYTES = 8 * 1024 * 1024
+RESERVE_BYTES = 8 * 1024 * 1024  # the emergency file's largest size
+MIN_EMERGENCY = 64 * 1024
+WAL_NAME = "state.sqlite3-wal"
+WAL_LIMIT = 1024 * 1024  # bytes of write-ahead log before a checkpoint; truncated back to it
+COMMIT_SLACK = 64 * 1024  # the pages one write's commit adds besides its body (rows, indexes)
+
+
+class ReserveTooLarge(ValueError):
+    """The reserve cannot fit the disk at all: a configuration error, said at start."""
 
 
 def free_bytes(path: Path) -> int:
@@ -27,13 +42,51 @@ def free_bytes(path: Path) -> int:
     return st.f_bavail * st.f_frsize
 
 
-def check(path: Path, incoming: int, reserve: int) -> None:
-    """InsufficientStorage when writing ``incoming`` bytes would leave less than ``reserve``."""
+def emergency_size(reserve: int) -> int:
+    """The emergency file for a reserve: half of it, between 64 KiB and 8 MiB (none for 0)."""
+    if reserve <= 0:
+        return 0
+    return min(RESERVE_BYTES, max(MIN_EMERGENCY, reserve // 2))
+
+
+def sqlite_headroom(path: Path) -> int:
+    """What SQLite may still take without another write: the log growing to its limit, and
+    the pages it holds copied into the database by the next checkpoint."""
+    try:
+        wal = os.stat(path / WAL_NAME).st_size
+    except FileNotFoundError:
+        wal = 0
+    return max(0, WAL_LIMIT - wal) + min(max(wal, WAL_LIMIT), 2 * WAL_LIMIT)
+
+
+def check(path: Path, incoming: int, reserve: int, *, inline_limit: int = 0) -> None:
+    """InsufficientStorage when a write of ``incoming`` body bytes (held in the database when
+    it is at most ``inline_limit``) could leave less than ``reserve`` free."""
     free = free_bytes(path)
-    if free - incoming < reserve:
+    if reserve <= 0:
+        if free < incoming:
+            raise InsufficientStorage()
+        return
+    inline = incoming if incoming <= inline_limit else 0
+    need = incoming + inline + COMMIT_SLACK + sqlite_headroom(path)
+    if free - need < reserve:
         raise InsufficientStorage(
-            f"the state server's disk has {free} bytes free; this write needs {incoming} and"
+            f"the state server's disk has {free} bytes free; this write may take {need} and"
             f" {reserve} are kept in reserve: delete objects, abort uploads, or free disk space"
+        )
+
+
+def check_fits(path: Path, reserve: int) -> None:
+    """ReserveTooLarge when the reserve (with the emergency file and SQLite's own room) is at
+    least the size of the whole filesystem holding ``path``: no write could ever be taken."""
+    if reserve <= 0:
+        return
+    st = os.statvfs(path)
+    total = st.f_blocks * st.f_frsize
+    if reserve + emergency_size(reserve) + 2 * WAL_LIMIT + COMMIT_SLACK >= total:
+        raise ReserveTooLarge(
+            f"--disk-reserve {reserve} bytes does not fit the disk holding {path}"
+            f" ({total} bytes in all): give a smaller reserve or another --data"
         )
 
 
@@ -47,16 +100,23 @@ class Reserve:
 
     @property
     def held(self) -> bool:
+        if self.size <= 0:
+            return True
         try:
-            return self.path.stat().st_size >= self.size
+            return self.path.stat().st_size == self.size
         except FileNotFoundError:
             return False
 
     def ensure(self) -> bool:
-        """Create the file if it is missing and the disk has room for it; True if held."""
+        """Create the file (or resize one of an earlier reserve) if the disk has room for it
+        above the reserve it belongs to (twice its size); True if held."""
         with self._lock:
             if self.held:
                 return True
+            with contextlib.suppress(OSError):
+                if self.path.stat().st_size > self.size:  # a larger reserve's: give some back
+                    os.truncate(self.path, self.size)
+                    return True
             if free_bytes(self.path.parent) < 2 * self.size:
                 return False
             tmp = self.path.with_name(RESERVE_NAME + ".tmp")

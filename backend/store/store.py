@@ -73,7 +73,9 @@ class Store:
         shutil.rmtree(self.spool_dir, ignore_errors=True)  # bodies of requests cut by a crash
         self.spool_dir.mkdir()
         self.files = ObjectFiles(self.data_dir)
-        self.reserve = diskspace.Reserve(self.data_dir)
+        self.reserve = diskspace.Reserve(
+            self.data_dir, diskspace.emergency_size(limits.disk_reserve_bytes)
+        )
         self.views = Views()
         self._db = Database(self.path)
         with self._db.read() as conn:
@@ -96,7 +98,12 @@ class Store:
         return diskspace.free_bytes(self.data_dir)
 
     def _room(self, incoming: int) -> None:
-        diskspace.check(self.data_dir, incoming, self.limits.disk_reserve_bytes)
+        diskspace.check(
+            self.data_dir,
+            incoming,
+            self.limits.disk_reserve_bytes,
+            inline_limit=self.limits.memory_body_bytes,
+        )
 
     def _freeing(self, fn: Callable[[], T]) -> T:
         """Run a write that frees space; on a full disk, give back the reserve file and retry."""
