@@ -218,6 +218,8 @@ def ensure_running(backend: BackendSettings, home: Path) -> None:
             str(data_dir(home)),
             "--bucket",
             backend.bucket,
+            "--region",  # the region Terraform and forkstage sign with; the server checks it
+            backend.region or "us-east-1",
         ]
         with open(log, "ab") as out:
             proc = subprocess.Popen(

@@ -157,7 +157,8 @@ def test_embedded_backend_starts_as_module_and_stops(tmp_path: Path) -> None:
         assert json.loads(listed.output)["versions"] == []
         pid = int((home / "backend.pid").read_text())
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        assert argv[1:4] == [b"-m", b"backend", b"serve"]
+        assert argv[1:5] == [b"-P", b"-m", b"backend", b"serve"]
+        assert argv[argv.index(b"--region") + 1] == b"us-east-1"
         assert argv[argv.index(b"--port") + 1] == str(port).encode()
         assert argv[argv.index(b"--data") + 1] == str(home / "state").encode()
         started = runner.invoke(main, ["backend", "start"], env=env)
