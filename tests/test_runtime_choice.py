@@ -166,3 +166,16 @@ def test_the_cdktn_extra_goes_into_every_kind_of_install_requirement() -> None:
     assert with_extra("./tools/forkstage", "cdktn") == "./tools/forkstage[cdktn]"
     assert with_extra(".", "cdktn") == ".[cdktn]"
     assert with_extra("forkstage[cdktn]==0.1.0", "cdktn") == "forkstage[cdktn]==0.1.0"
+
+
+def test_init_says_to_install_cdktn_where_it_is_missing(
+    tmp_path: Path, without_cdktn: Path
+) -> None:
+    init = [str(without_cdktn), "-m", "forkstage", "init"]
+    missing = procs.run([*init, "shop", "--cdk", "cdktn"], cwd=tmp_path, timeout=60)
+    procs.assert_ok(missing)
+    steps = missing.stdout.split("next:\n")[1].splitlines()
+    assert steps[0].split("#")[0].strip() == "pip install 'forkstage[cdktn]'"
+    other = procs.run([*init, "other", "--cdk", "cdktf"], cwd=tmp_path, timeout=60)
+    procs.assert_ok(other)
+    assert "pip install" not in other.stdout  # cdktf comes with forkstage

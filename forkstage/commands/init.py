@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from cdk.runtime import INSTALL, installed
 from forkstage.errors import BadInput
 from forkstage.scaffold import InitError, git_root, plan, write
 
@@ -59,6 +60,8 @@ def init(folder: Path | None, name: str | None, cdk: str, install: str | None) -
         click.echo(f"  {rel}")
     repo = git_root(target) or target
     click.echo("next:")
+    if not installed(cdk):
+        click.echo(f"  {INSTALL[cdk]:<34} # {cdk}, the app's CDK runtime, is not installed here")
     if where != ".":
         click.echo(f"  cd {shlex.quote(where)}")
     click.echo("  npm install                        # the Node tooling; commit package-lock.json")
