@@ -161,7 +161,8 @@ def test_bundle_check_fails_when_source_changed(run_dir: Path) -> None:
     copy = run_dir / "repo"
     for part in ("scripts", "worker"):
         shutil.copytree(ROOT / part, copy / part)
-    for part in ("package.json", "package-lock.json"):
+    for part in ("package.json", "package-lock.json", "forkstage/build-worker.mjs"):
+        (copy / part).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / part, copy / part)
     (copy / "node_modules").symlink_to(ROOT / "node_modules")
     source = copy / "worker" / "src" / "index.js"
