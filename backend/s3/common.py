@@ -55,14 +55,6 @@ def int_param(params: dict[str, str], name: str, default: int, low: int, high: i
     return value
 
 
-def user_metadata(req: S3Request) -> dict[str, str]:
-    items = req.headers.items()
-    meta = {k.lower(): v for k, v in items if k.lower().startswith("x-amz-meta-")}
-    if sum(len(k) + len(v) for k, v in meta.items()) > 2048:
-        raise InvalidArgument("user metadata exceeds 2 KB")
-    return meta
-
-
 def conditions(req: S3Request) -> Conditions:
     return Conditions(
         if_none_match=req.headers.get("If-None-Match"), if_match=req.headers.get("If-Match")
@@ -118,6 +110,9 @@ def verified_algos(req: S3Request) -> set[str]:
 
 def checksum_headers(meta: ObjectMeta) -> dict[str, str]:
     out = {checksums.header_name(a): v for a, v in meta.checksums.items()}
+    if any("-" in v for v in out.values()):  # a multipart COMPOSITE checksum: "<b64>-<parts>"
+        out["x-amz-checksum-type"] = "COMPOSITE"
+        return out
     out[checksums.header_name("sha256")] = b64_of_hex(meta.sha256)
     out["x-amz-checksum-type"] = "FULL_OBJECT"
     return out

@@ -20,16 +20,29 @@ from backend.store.records import Listing, ObjectMeta
 RETENTION_HEADER = "x-forkstage-retention"
 
 
-def _contents(meta: ObjectMeta, enc: Callable[[str], str]) -> str:
+OWNER = "<Owner>" + xmlio.el("ID", "forkstage") + xmlio.el("DisplayName", "forkstage") + "</Owner>"
+
+
+def _contents(meta: ObjectMeta, enc: Callable[[str], str], owner: bool) -> str:
     return (
         "<Contents>"
         + xmlio.el("Key", enc(meta.key))
         + xmlio.el("LastModified", xmlio.iso(meta.created))
         + xmlio.el("ETag", etag(meta.etag))
         + xmlio.el("Size", meta.size)
+        + (OWNER if owner else "")
         + xmlio.el("StorageClass", STORAGE_CLASS)
         + "</Contents>"
     )
+
+
+def _fetch_owner(p: dict[str, str]) -> bool:
+    value = p.get("fetch-owner")
+    if value is None:
+        return False
+    if value.lower() not in ("true", "false"):
+        raise InvalidArgument("fetch-owner must be true or false", ArgumentName="fetch-owner")
+    return value.lower() == "true"
 
 
 def _token(after: str) -> str:
@@ -71,16 +84,16 @@ def list_objects_v2(req: S3Request) -> Response:
         inner += xmlio.el("StartAfter", enc(p["start-after"]))
     if found.truncated and found.last is not None:
         inner += xmlio.el("NextContinuationToken", _token(found.last))
-    return _listing_result(req, inner, found, enc)
+    return _listing_result(req, inner, found, enc, owner=_fetch_owner(p))
 
 
 def _listing_result(
-    req: S3Request, inner: str, found: Listing, enc: Callable[[str], str]
+    req: S3Request, inner: str, found: Listing, enc: Callable[[str], str], *, owner: bool
 ) -> Response:
     """The part ListObjects v1 and v2 answer alike: keys, common prefixes, encoding."""
     if "encoding-type" in req.params:
         inner += xmlio.el("EncodingType", "url")
-    inner += "".join(_contents(listed(req, m), enc) for m in found.objects)
+    inner += "".join(_contents(listed(req, m), enc, owner) for m in found.objects)
     inner += "".join(
         f"<CommonPrefixes>{xmlio.el('Prefix', enc(cp))}</CommonPrefixes>" for cp in found.prefixes
     )
@@ -102,7 +115,7 @@ def list_objects(req: S3Request) -> Response:
     inner += xmlio.el("MaxKeys", max_keys) + xmlio.el("IsTruncated", found.truncated)
     if found.truncated and found.last is not None:
         inner += xmlio.el("NextMarker", enc(found.last.rstrip("\U0010ffff")))
-    return _listing_result(req, inner, found, enc)
+    return _listing_result(req, inner, found, enc, owner=True)  # v1 always names the owner
 
 
 def list_object_versions(req: S3Request) -> Response:

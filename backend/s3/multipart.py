@@ -5,9 +5,9 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from backend import checksums
-from backend.errors import InvalidArgument
+from backend.errors import InvalidArgument, InvalidRequest
 from backend.http.message import Response
-from backend.s3 import xmlio
+from backend.s3 import metadata, xmlio
 from backend.s3.common import (
     STORAGE_CLASS,
     b64_of_hex,
@@ -15,34 +15,62 @@ from backend.s3.common import (
     encoder,
     etag,
     int_param,
-    user_metadata,
     verified_algos,
     verified_checksums,
 )
 from backend.s3.request import S3Request
+from backend.store.multipart import split_algorithm
 from backend.store.records import MAX_PARTS, NewObject
 
 MAX_UPLOADS = 1000
 _OWNER = xmlio.el("ID", "forkstage") + xmlio.el("DisplayName", "forkstage")
 
 
+# S3's checksum types per algorithm: the first is the default when the client names none.
+CHECKSUM_TYPES = {
+    "crc32": ("COMPOSITE", "FULL_OBJECT"),
+    "crc32c": ("COMPOSITE", "FULL_OBJECT"),
+    "crc64nvme": ("FULL_OBJECT",),
+    "sha1": ("COMPOSITE",),
+    "sha256": ("COMPOSITE",),
+}
+
+
+def _checksum_type(algo: str | None, wanted: str | None) -> str | None:
+    if algo is None:
+        if wanted is not None:
+            raise InvalidRequest("x-amz-checksum-type needs x-amz-checksum-algorithm")
+        return None
+    allowed = CHECKSUM_TYPES[algo]
+    kind = (wanted or allowed[0]).upper()
+    if kind not in allowed:
+        raise InvalidRequest(
+            f"the {kind} checksum type is not supported for {algo.upper()}"
+            f" (use {' or '.join(allowed)})"
+        )
+    return kind
+
+
 def create_multipart_upload(req: S3Request) -> Response:
     algo = (req.headers.get("x-amz-checksum-algorithm") or "").lower() or None
     if algo is not None and algo not in checksums.ALGORITHMS:
         raise InvalidArgument(f"unsupported x-amz-checksum-algorithm {algo!r}")
+    kind = _checksum_type(algo, req.headers.get("x-amz-checksum-type"))
     upload_id = req.store.create_upload(
         req.bucket,
         req.key,
         content_type=req.headers.get("Content-Type") or "binary/octet-stream",
-        metadata=user_metadata(req),
+        metadata=metadata.stored(req.headers),
         algo=algo,
+        composite=kind == "COMPOSITE",
         limit=req.quota,
     )
     inner = xmlio.el("Bucket", req.bucket) + xmlio.el("Key", req.key)
     inner += xmlio.el("UploadId", upload_id)
     resp = Response.xml(xmlio.document("InitiateMultipartUploadResult", inner))
-    if algo:
+    if algo and kind:
         resp.headers["x-amz-checksum-algorithm"] = algo.upper()
+        resp.headers["x-amz-checksum-type"] = kind
     return resp
 
 
@@ -64,12 +92,30 @@ def upload_part(req: S3Request) -> Response:
 def complete_multipart_upload(req: S3Request) -> Response:
     upload_id = req.params.get("uploadId", "")
     wanted = xmlio.complete_parts(req.payload.read())
+    expected = {}
+    for algo in checksums.ALGORITHMS:
+        value = req.headers.get(checksums.header_name(algo))
+        if value:
+            expected[algo] = value.strip()
+    kind = req.headers.get("x-amz-checksum-type")
     meta = req.store.complete_upload(
-        req.bucket, req.key, upload_id, wanted, conditions(req), limit=req.quota
+        req.bucket,
+        req.key,
+        upload_id,
+        wanted,
+        conditions(req),
+        limit=req.quota,
+        expected=expected,
+        checksum_type=kind.strip().upper() if kind else None,
     )
     inner = xmlio.el("Location", f"/{req.bucket}/{quote(req.key)}")
     inner += xmlio.el("Bucket", req.bucket) + xmlio.el("Key", req.key)
     inner += xmlio.el("ETag", etag(meta.etag))
+    for algo, value in meta.checksums.items():
+        inner += xmlio.el(f"Checksum{algo.upper()}", value)
+    if meta.checksums:
+        composite = any("-" in v for v in meta.checksums.values())
+        inner += xmlio.el("ChecksumType", "COMPOSITE" if composite else "FULL_OBJECT")
     resp = Response.xml(xmlio.document("CompleteMultipartUploadResult", inner))
     resp.headers["x-amz-version-id"] = meta.version_id
     return resp
@@ -112,13 +158,20 @@ def list_multipart_uploads(req: S3Request) -> Response:
             + f"<Initiator>{_OWNER}</Initiator><Owner>{_OWNER}</Owner>"
             + xmlio.el("StorageClass", STORAGE_CLASS)
             + xmlio.el("Initiated", xmlio.iso(up.created))
-            + (xmlio.el("ChecksumAlgorithm", up.algorithm.upper()) if up.algorithm else "")
+            + _upload_checksum(up.algorithm)
             + "</Upload>"
         )
     inner += "".join(
         f"<CommonPrefixes>{xmlio.el('Prefix', enc(cp))}</CommonPrefixes>" for cp in found.prefixes
     )
     return Response.xml(xmlio.document("ListMultipartUploadsResult", inner))
+
+
+def _upload_checksum(column: str | None) -> str:
+    algo, kind = split_algorithm(column)
+    if algo is None or kind is None:
+        return ""
+    return xmlio.el("ChecksumAlgorithm", algo.upper()) + xmlio.el("ChecksumType", kind)
 
 
 def list_parts(req: S3Request) -> Response:

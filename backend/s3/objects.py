@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from email.utils import parsedate_to_datetime
+
 from backend import checksums
 from backend.errors import PreconditionFailed
 from backend.http.message import Response
+from backend.s3 import metadata, xmlio
 from backend.s3.common import (
     b64_of_hex,
     checksum_headers,
@@ -14,26 +17,51 @@ from backend.s3.common import (
     parse_range,
     redacted,
     redacted_view,
-    user_metadata,
     verified_algos,
     verified_checksums,
 )
+from backend.s3.metadata import RESPONSE_OVERRIDES
 from backend.s3.policy import Access
 from backend.s3.request import S3Request
 from backend.store.records import NewObject, ObjectMeta
 
 
+def _http_date(value: str | None) -> float | None:
+    """An HTTP date as a timestamp; None when absent or unparseable (S3 then ignores it)."""
+    if not value:
+        return None
+    try:
+        stamp = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return stamp.timestamp() if stamp.tzinfo is not None else None
+
+
 def _check_read_conditions(req: S3Request, meta: ObjectMeta) -> Response | None:
+    """RFC 9110's order, as S3 applies it: If-Match, else If-Unmodified-Since (412); then
+    If-None-Match, else If-Modified-Since (304). Last-Modified counts in whole seconds."""
+    modified = int(meta.created)
     if_match = req.headers.get("If-Match")
     if if_match is not None:
         wanted = [t.strip().strip('"') for t in if_match.split(",")]
         if "*" not in wanted and meta.etag not in wanted:
             raise PreconditionFailed(Condition="If-Match")
+    else:
+        since = _http_date(req.headers.get("If-Unmodified-Since"))
+        if since is not None and modified > since:
+            raise PreconditionFailed(Condition="If-Unmodified-Since")
+    not_modified = Response(
+        304, {"ETag": etag(meta.etag), "Last-Modified": xmlio.http_date(meta.created)}
+    )
     if_none = req.headers.get("If-None-Match")
     if if_none is not None:
         tags = [t.strip().strip('"') for t in if_none.split(",")]
         if "*" in tags or meta.etag in tags:
-            return Response(304, {"ETag": etag(meta.etag)})
+            return not_modified
+    else:
+        since = _http_date(req.headers.get("If-Modified-Since"))
+        if since is not None and modified <= since:
+            return not_modified
     return None
 
 
@@ -58,6 +86,9 @@ def _read_object(req: S3Request, *, with_body: bool) -> Response:
     if not_modified is not None:
         return not_modified
     headers = object_headers(meta)
+    for param, header in RESPONSE_OVERRIDES.items():
+        if param in req.params:
+            headers[header] = req.params[param]
     span = parse_range(req.headers.get("Range"), meta.size)
     status = 200
     if span is not None:
@@ -87,7 +118,7 @@ def put_object(req: S3Request) -> Response:
         payload=req.payload,
         content_type=req.headers.get("Content-Type") or "binary/octet-stream",
         checksums=sums,
-        metadata=user_metadata(req),
+        metadata=metadata.stored(req.headers),
     )
     meta = req.store.put(req.bucket, req.key, obj, conditions(req), limit=req.quota)
     headers = {"ETag": etag(meta.etag), "x-amz-version-id": meta.version_id}
@@ -100,7 +131,7 @@ def put_object(req: S3Request) -> Response:
 
 def delete_object(req: S3Request) -> Response:
     version = req.params.get("versionId") or None
-    meta = req.store.delete(req.bucket, req.key, version)
+    meta = req.store.delete(req.bucket, req.key, version, limit=req.quota)
     headers: dict[str, str] = {}
     if meta is not None:
         headers["x-amz-version-id"] = meta.version_id

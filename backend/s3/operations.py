@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from backend.errors import MethodNotAllowed, NotImplementedOp
 from backend.http.message import Headers, Response
-from backend.s3 import buckets, listing, multipart, objects
+from backend.s3 import buckets, listing, metadata, multipart, objects
 from backend.s3.request import S3Request
 
 # Sub-resources we do not serve: asking for them must not fall through to a plain GET/PUT.
@@ -44,7 +44,6 @@ _UNSUPPORTED = {
     "tagging",
     "torrent",
     "website",
-    "delete",
 }
 
 
@@ -62,11 +61,11 @@ def _bucket_route(method: str, params: dict[str, str]) -> str:
     if method == "HEAD":
         return "HeadBucket"
     if method == "PUT":
-        if "versioning" in params:
-            raise NotImplementedOp("versioning is always on for this server")
-        return "CreateBucket"
+        return "PutBucketVersioning" if "versioning" in params else "CreateBucket"
     if method == "DELETE":
         return "DeleteBucket"
+    if method == "POST" and "delete" in params:
+        return "DeleteObjects"
     raise MethodNotAllowed()
 
 
@@ -81,6 +80,7 @@ def route(method: str, bucket: str, key: str, params: dict[str, str], headers: H
         raise MethodNotAllowed()
     if not key:
         return _bucket_route(method, params)
+    metadata.refuse_unsupported(method, key, params, headers)
     if method == "GET":
         return "ListParts" if "uploadId" in params else "GetObject"
     if method == "HEAD":
@@ -108,6 +108,8 @@ OPERATIONS: dict[str, Callable[[S3Request], Response]] = {
     "DeleteBucket": buckets.delete_bucket,
     "GetBucketLocation": buckets.get_bucket_location,
     "GetBucketVersioning": buckets.get_bucket_versioning,
+    "PutBucketVersioning": buckets.put_bucket_versioning,
+    "DeleteObjects": buckets.delete_objects,
     "ListObjectsV2": listing.list_objects_v2,
     "ListObjects": listing.list_objects,
     "ListObjectVersions": listing.list_object_versions,

@@ -16,7 +16,14 @@ WORKSPACE_PREFIX = "env:/"
 LOCK_SUFFIX = ".tflock"
 
 # Operations any stage credential may run on a bucket it names.
-_STAGE_BUCKET_OPS = {"HeadBucket", "ListObjectsV2", "ListObjects", "GetBucketLocation"}
+# (DeleteObjects is then decided key by key as DeleteObject, in ``buckets.delete_objects``.)
+_STAGE_BUCKET_OPS = {
+    "HeadBucket",
+    "ListObjectsV2",
+    "ListObjects",
+    "GetBucketLocation",
+    "DeleteObjects",
+}
 _OBJECT_READS = {"GetObject", "HeadObject"}
 _OBJECT_WRITES = {
     "PutObject",

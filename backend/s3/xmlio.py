@@ -17,6 +17,7 @@ from backend.errors import MalformedXML
 
 NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 MAX_XML_BYTES = 2 * 1024 * 1024
+MAX_DELETE_KEYS = 1000  # DeleteObjects: S3's limit per request
 
 
 def iso(ts: float) -> str:
@@ -86,6 +87,40 @@ def complete_parts(body: bytes) -> list[tuple[int, str, dict[str, str]]]:
     if not parts:
         raise MalformedXML()
     return parts
+
+
+def delete_request(body: bytes) -> tuple[list[tuple[str, str | None]], bool]:
+    """((key, version id or None) in order, quiet) from a DeleteObjects body; 1 to 1,000 keys."""
+    root = parse(body)
+    if _local(root.tag) != "Delete":
+        raise MalformedXML()
+    quiet = False
+    items: list[tuple[str, str | None]] = []
+    for child in root:
+        name = _local(child.tag)
+        if name == "Quiet":
+            quiet = (child.text or "").strip().lower() == "true"
+        elif name == "Object":
+            fields = {_local(f.tag): f.text or "" for f in child}
+            if "Key" not in fields:
+                raise MalformedXML()
+            items.append((fields["Key"], fields.get("VersionId") or None))
+        else:
+            raise MalformedXML()
+        if len(items) > MAX_DELETE_KEYS:
+            raise MalformedXML(f"DeleteObjects takes at most {MAX_DELETE_KEYS} keys")
+    if not items:
+        raise MalformedXML()
+    return items, quiet
+
+
+def versioning_status(body: bytes) -> tuple[str, str | None]:
+    """(Status, MfaDelete or None) from a PutBucketVersioning body."""
+    root = parse(body)
+    if _local(root.tag) != "VersioningConfiguration":
+        raise MalformedXML()
+    fields = {_local(child.tag): (child.text or "").strip() for child in root}
+    return fields.get("Status", ""), fields.get("MfaDelete")
 
 
 def check_well_formed(body: bytes) -> None:

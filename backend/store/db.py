@@ -5,6 +5,8 @@ across ``kill -9`` and power loss, and a single writer connection lets condition
 (``If-None-Match: *`` for Terraform's lock) and quotas be decided inside the very transaction
 that writes — no window between the check and the write. Waiting writes are committed together
 (group commit: one fsync for many small writes, such as the lock writes of many stages).
+``completed`` remembers what recently completed multipart uploads became, so a retried
+CompleteMultipartUpload gets the same answer (created by ``_SCHEMA`` in old files too).
 """
 
 from __future__ import annotations
@@ -63,6 +65,16 @@ CREATE TABLE IF NOT EXISTS uploads (
     algorithm TEXT,
     created REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS completed (
+    upload_id TEXT PRIMARY KEY,
+    bucket TEXT NOT NULL,
+    key TEXT NOT NULL,
+    version_id TEXT NOT NULL,
+    etag TEXT NOT NULL,
+    checksums TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS completed_by_age ON completed (created);
 CREATE TABLE IF NOT EXISTS parts (
     upload_id TEXT NOT NULL,
     part_number INTEGER NOT NULL,

@@ -7,6 +7,7 @@ import sqlite3
 from backend.errors import InvalidArgument
 from backend.store.records import (
     VCOLS,
+    VERSION_ID,
     Listing,
     ObjectMeta,
     UploadInfo,
@@ -24,6 +25,9 @@ def objects(
     """Live keys after ``after``, rolling keys up to ``delimiter`` into common prefixes."""
     found: list[ObjectMeta] = []
     prefixes: list[str] = []
+    if max_keys == 0:
+        return Listing(found, prefixes, False, None)  # S3: nothing asked, nothing truncated
+    after = _past_group(after, prefix, delimiter)
     cursor = max(after, prefix) if after else prefix
     inclusive = not after or after < prefix
     last: str | None = None
@@ -62,6 +66,17 @@ def objects(
     return Listing(found, prefixes, truncated, last)
 
 
+def _past_group(after: str, prefix: str, delimiter: str) -> str:
+    """A marker inside a group that rolls up to a common prefix (or that prefix itself, as a
+    v1 NextMarker is) continues after the whole group: the group's entry is not after it."""
+    if not after or not delimiter or not after.startswith(prefix):
+        return after
+    cut = after.find(delimiter, len(prefix))
+    if cut < 0:
+        return after
+    return max(after, after[: cut + len(delimiter)] + _TOP)
+
+
 def versions(
     conn: sqlite3.Connection,
     bucket: str,
@@ -79,10 +94,18 @@ def versions(
             "SELECT seq FROM versions WHERE bucket=? AND key=? AND version_id=?",
             (bucket, key_marker, version_marker),
         ).fetchone()
-        if row is None:
-            raise InvalidArgument("version-id-marker does not name a version of key-marker")
-        where += " AND ((v.key = ? AND v.seq < ?) OR v.key > ?)"
-        args += [key_marker, row[0], key_marker]
+        if row is not None:
+            where += " AND ((v.key = ? AND v.seq < ?) OR v.key > ?)"
+            args += [key_marker, row[0], key_marker]
+        elif VERSION_ID.fullmatch(version_marker):
+            # removed since (retention, an erase): version ids grow with time, so the listing
+            # resumes after the position it had, as S3 does
+            where += " AND ((v.key = ? AND v.version_id < ?) OR v.key > ?)"
+            args += [key_marker, version_marker, key_marker]
+        else:
+            raise InvalidArgument(
+                "version-id-marker is not a version id", ArgumentName="version-id-marker"
+            )
     elif key_marker:
         where += " AND v.key > ?"
         args.append(key_marker)

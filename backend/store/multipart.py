@@ -8,6 +8,7 @@ that were read, so memory stays bounded and a concurrent abort or re-upload cann
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import json
@@ -20,11 +21,13 @@ from typing import Any
 
 from backend import checksums
 from backend.errors import (
+    BadDigest,
     EntityTooLarge,
     EntityTooSmall,
     InvalidArgument,
     InvalidPart,
     InvalidPartOrder,
+    InvalidRequest,
     NoSuchUpload,
 )
 from backend.limits import Limits
@@ -43,6 +46,17 @@ from backend.store.records import (
 )
 
 Wanted = list[tuple[int, str, dict[str, str]]]
+COMPOSITE = " composite"  # suffix of ``uploads.algorithm`` for a COMPOSITE checksum type
+COMPLETED_KEPT = 10_000  # completed uploads remembered at most (each for upload_expiry_hours)
+
+
+def split_algorithm(column: str | None) -> tuple[str | None, str | None]:
+    """(algorithm, checksum type) from ``uploads.algorithm``: ``sha256 composite`` or ``crc32``."""
+    if not column:
+        return None, None
+    if column.endswith(COMPOSITE):
+        return column[: -len(COMPOSITE)], "COMPOSITE"
+    return column, "FULL_OBJECT"
 
 
 def _upload(
@@ -56,6 +70,32 @@ def _upload(
     if row is None:
         raise NoSuchUpload(UploadId=upload_id)
     return row[0], json.loads(row[1]), row[2]
+
+
+def _completed(conn: sqlite3.Connection, upload_id: str, bucket: str, key: str) -> ObjectMeta:
+    """What an upload completed earlier became (S3 answers a retried Complete with it)."""
+    row = conn.execute(
+        "SELECT version_id, etag, checksums, created FROM completed"
+        " WHERE upload_id=? AND bucket=? AND key=?",
+        (upload_id, bucket, key),
+    ).fetchone()
+    if row is None:
+        raise NoSuchUpload(UploadId=upload_id)
+    return ObjectMeta(
+        bucket=bucket,
+        key=key,
+        version_id=row[0],
+        seq=0,
+        deleted=False,
+        size=0,
+        etag=row[1],
+        sha256="",
+        content_type="",
+        checksums=json.loads(row[2]),
+        metadata={},
+        created=row[3],
+        parts=0,
+    )
 
 
 class Uploads:
@@ -78,17 +118,19 @@ class Uploads:
         content_type: str,
         metadata: dict[str, str],
         algo: str | None,
+        composite: bool = False,
         limit: Quota | None = None,
     ) -> str:
         self._room(0)
         upload_id = secrets.token_urlsafe(24)
+        column = f"{algo}{COMPOSITE}" if algo and composite else algo
 
         def op(conn: sqlite3.Connection) -> None:
             if limit is not None:
                 quota.enforce_uploads(conn, bucket, limit)
             conn.execute(
                 "INSERT INTO uploads VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (upload_id, bucket, key, content_type, json.dumps(metadata), algo, time.time()),
+                (upload_id, bucket, key, content_type, json.dumps(metadata), column, time.time()),
             )
 
         self._db.write(op)
@@ -154,7 +196,12 @@ class Uploads:
         wanted: Wanted,
         cond: Conditions,
         limit: Quota | None,
+        *,
+        expected: dict[str, str] | None = None,
+        checksum_type: str | None = None,
     ) -> ObjectMeta:
+        """Assemble and commit; ``expected`` are the object checksums the client sent with
+        Complete (each verified: BadDigest), ``checksum_type`` the type it says it chose."""
         numbers = [n for n, _, _ in wanted]
         if numbers != sorted(set(numbers)):
             raise InvalidPartOrder()
@@ -162,7 +209,16 @@ class Uploads:
             raise InvalidArgument("too many parts")
         with self._db.read() as conn:
             conn.execute("BEGIN")
-            content_type, metadata, algo = _upload(conn, upload_id, bucket, key)
+            try:
+                content_type, metadata, column = _upload(conn, upload_id, bucket, key)
+            except NoSuchUpload:
+                return _completed(conn, upload_id, bucket, key)
+            algo, kind = split_algorithm(column)
+            if checksum_type is not None and checksum_type != (kind or "FULL_OBJECT"):
+                raise InvalidRequest(
+                    f"x-amz-checksum-type {checksum_type} differs from the upload's"
+                    f" {kind or 'FULL_OBJECT'}"
+                )
             stored = {
                 r[0]: r
                 for r in conn.execute(
@@ -176,7 +232,12 @@ class Uploads:
         if total > self._limits.max_object_bytes:
             raise EntityTooLarge()
         self._room(total)
-        payload, sums = self._assemble(upload_id, chosen, algo)
+        payload, sums = self._assemble(upload_id, chosen, algo, composite=kind == "COMPOSITE")
+        try:
+            _verify_expected(payload, sums, expected or {})
+        except BaseException:
+            payload.discard()
+            raise
         digest = hashlib.md5(b"".join(bytes.fromhex(r[1]) for r in chosen), usedforsecurity=False)
         body = versions.Body(
             size=payload.size,
@@ -201,6 +262,7 @@ class Uploads:
             meta, files = versions.insert(conn, bucket, key, body, self._limits, parts=len(chosen))
             files += retention.drop_upload(conn, upload_id)
             quota.enforce(conn, bucket, limit, before)
+            _remember(conn, upload_id, meta, self._limits)
             return meta, files
 
         try:
@@ -232,25 +294,36 @@ class Uploads:
         return chosen
 
     def _assemble(
-        self, upload_id: str, chosen: list[Any], algo: str | None
+        self, upload_id: str, chosen: list[Any], algo: str | None, *, composite: bool = False
     ) -> tuple[Payload, dict[str, str]]:
-        """Stream the parts into one spooled body, checking each part's sha256 on the way."""
+        """Stream the parts into one spooled body, checking each part's sha256 on the way, and
+        compute the object's checksum: of the whole body, or (COMPOSITE) of the parts'
+        checksums, suffixed ``-<parts>`` as S3 shows it."""
         sink = PayloadSink(self._spool, memory_limit=self._limits.memory_body_bytes)
-        running = checksums.start(algo) if algo and algo != "sha256" else None
+        whole = algo is not None and not composite
+        running = checksums.start(algo) if whole and algo and algo != "sha256" else None
+        of_parts = checksums.start(algo) if composite and algo else None
         try:
             for number, _etag, _size, _sums, sha256, rel in chosen:
                 part_digest = hashlib.sha256()
+                part_sum = checksums.start(algo) if of_parts is not None and algo else None
                 for block in self._part_chunks(upload_id, number, rel):
                     part_digest.update(block)
                     sink.write(block)
                     if running is not None:
                         running.update(block)
+                    if part_sum is not None:
+                        part_sum.update(block)
                 if part_digest.hexdigest() != sha256:
                     raise InvalidPart(f"part {number} failed its integrity check")
+                if of_parts is not None and part_sum is not None:
+                    of_parts.update(part_sum.digest())
             payload = sink.finish()
         except BaseException:
             sink.abort()
             raise
+        if of_parts is not None and algo:
+            return payload, {algo: f"{of_parts.b64()}-{len(chosen)}"}
         return payload, ({algo: running.b64()} if running is not None and algo else {})
 
     def _part_chunks(self, upload_id: str, number: int, rel: str | None) -> Iterator[bytes]:
@@ -292,3 +365,41 @@ class Uploads:
             ).fetchall()
         found = [PartInfo(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows[:max_parts]]
         return found, len(rows) > max_parts
+
+
+def _verify_expected(payload: Payload, sums: dict[str, str], expected: dict[str, str]) -> None:
+    """The object checksums sent with Complete must match: the upload's own (full-object, or
+    composite with or without its ``-N``), else one computed from the assembled body."""
+    for algo, value in expected.items():
+        if algo in sums:
+            actual = sums[algo]
+            ok = value in (actual, actual.partition("-")[0])
+        elif algo == "sha256":
+            ok = value == base64.b64encode(bytes.fromhex(payload.sha256)).decode("ascii")
+        else:
+            ok = value == payload.checksum(algo)
+        if not ok:
+            raise BadDigest(f"the x-amz-checksum-{algo} you specified did not match the object")
+
+
+def _remember(conn: sqlite3.Connection, upload_id: str, meta: ObjectMeta, limits: Limits) -> None:
+    """Keep what the upload became for a while (bounded by age and by count)."""
+    cur = conn.execute(
+        "INSERT OR REPLACE INTO completed VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            upload_id,
+            meta.bucket,
+            meta.key,
+            meta.version_id,
+            meta.etag,
+            json.dumps(meta.checksums),
+            meta.created,
+        ),
+    )
+    conn.execute(
+        "DELETE FROM completed WHERE rowid <= ? OR created < ?",
+        (
+            (cur.lastrowid or 0) - COMPLETED_KEPT,
+            meta.created - limits.upload_expiry_hours * 3600,
+        ),
+    )

@@ -18,7 +18,12 @@ from backend.payload import Payload
 
 MIN_PART_BYTES = 5 * 1024 * 1024
 MAX_PARTS = 10000
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_IP_LIKE = re.compile(r"[0-9]{1,3}(\.[0-9]{1,3}){3}")
+# S3's reserved prefixes and suffixes (access points, Object Lambda, directory/table buckets)
+_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+VERSION_ID = re.compile(r"[0-9a-f]{24}")  # new_version_id(): 14 hex of time, 10 random
 
 # The columns every version query selects, in ``meta_from_row`` order (``file`` last).
 VCOLS = (
@@ -131,7 +136,17 @@ def new_version_id() -> str:
 
 
 def validate_bucket_name(name: str) -> str:
-    if not _BUCKET_RE.match(name) or ".." in name:
+    """S3's general-purpose bucket naming rules (3-63 of a-z 0-9 . -, no IP address, no empty
+    or hyphen-edged label between dots, none of the reserved prefixes and suffixes)."""
+    if (
+        not _BUCKET_RE.fullmatch(name)
+        or ".." in name
+        or ".-" in name
+        or "-." in name
+        or _IP_LIKE.fullmatch(name)
+        or name.startswith(_RESERVED_PREFIXES)
+        or name.endswith(_RESERVED_SUFFIXES)
+    ):
         raise InvalidBucketName(BucketName=name)
     return name
 

@@ -30,9 +30,10 @@ from backend.errors import (
     NoSuchBucket,
     NoSuchKey,
     NoSuchVersion,
+    S3Error,
 )
 from backend.limits import DEFAULT_LIMITS, Limits
-from backend.store import diskspace, listing, quota, versions
+from backend.store import diskspace, listing, quota, retention, versions
 from backend.store.db import DB_NAME, Database
 from backend.store.multipart import Uploads, Wanted
 from backend.store.objectfiles import ObjectFiles
@@ -56,6 +57,7 @@ from backend.store.retention import Janitor, SweepReport
 
 T = TypeVar("T")
 SPOOL_DIR = "tmp"
+_TOP = "\U0010ffff"  # above every key character: the end of a prefix's key range
 
 
 class Store:
@@ -158,15 +160,19 @@ class Store:
     def delete_bucket(self, bucket: str) -> None:
         self._require_bucket(bucket)
 
-        def op(conn: sqlite3.Connection) -> None:
-            for table in ("versions", "uploads"):
-                if conn.execute(
-                    f"SELECT 1 FROM {table} WHERE bucket=? LIMIT 1", (bucket,)
-                ).fetchone():
-                    raise BucketNotEmpty(BucketName=bucket)
+        def op(conn: sqlite3.Connection) -> list[str]:
+            if conn.execute("SELECT 1 FROM versions WHERE bucket=? LIMIT 1", (bucket,)).fetchone():
+                raise BucketNotEmpty(BucketName=bucket)
+            # as S3: unfinished multipart uploads do not keep a bucket alive; they go with it
+            files: list[str] = []
+            uploads = conn.execute("SELECT upload_id FROM uploads WHERE bucket=?", (bucket,))
+            for (upload_id,) in uploads.fetchall():
+                files += retention.drop_upload(conn, upload_id)
+            conn.execute("DELETE FROM completed WHERE bucket=?", (bucket,))
             conn.execute("DELETE FROM buckets WHERE name=?", (bucket,))
+            return files
 
-        self._freeing(lambda: self._db.write(op))
+        self.files.unlink(self._freeing(lambda: self._db.write(op)))
         self._buckets.discard(bucket)
 
     # -- reads ---------------------------------------------------------------------------------
@@ -216,8 +222,12 @@ class Store:
                     f"{data_join} WHERE c.bucket=? AND c.key=?",
                     (bucket, key),
                 ).fetchone()
-                if row is None or row[4]:
+                if row is None:
                     raise NoSuchKey(Key=key)
+                if row[4]:  # S3 names the delete marker that hides the key
+                    raise NoSuchKey(
+                        Key=key, headers={"x-amz-delete-marker": "true", "x-amz-version-id": row[3]}
+                    )
             else:
                 row = conn.execute(
                     f"SELECT {VCOLS}, (c.seq = v.seq){data_col} FROM versions v"
@@ -301,28 +311,80 @@ class Store:
         self.files.unlink(doomed)
         return meta
 
-    def delete(self, bucket: str, key: str, version_id: str | None = None) -> ObjectMeta | None:
-        """Add a delete marker (or, with a version id, erase that version for good).
+    def delete(
+        self,
+        bucket: str,
+        key: str,
+        version_id: str | None = None,
+        *,
+        limit: Quota | None = None,
+    ) -> ObjectMeta | None:
+        """Add a delete marker, as S3 does each time (or, with a version id, erase that version
+        for good). None only when a stage's bound on marker-only keys says no (see ``_mark``).
 
         Works on a full disk: the reserve file is given back if SQLite cannot commit.
         """
         self._require_bucket(bucket)
 
-        def mark(conn: sqlite3.Connection) -> tuple[ObjectMeta | None, list[str]]:
-            current = versions.current(conn, bucket, key)
-            if current is None or current.deleted:
-                return None, []
-            return versions.insert(conn, bucket, key, None, self.limits)
-
-        def erase(conn: sqlite3.Connection) -> tuple[ObjectMeta | None, list[str]]:
-            return versions.erase(conn, bucket, key, version_id or "")
+        def op(conn: sqlite3.Connection) -> tuple[ObjectMeta | None, list[str]]:
+            if version_id:
+                return versions.erase(conn, bucket, key, version_id)
+            return self._mark(conn, bucket, key, limit)
 
         def run() -> ObjectMeta | None:
-            meta, doomed = self._db.write(erase if version_id else mark)
+            meta, doomed = self._db.write(op)
             self.files.unlink(doomed)
             return meta
 
         return self._freeing(run)
+
+    def delete_many(
+        self, bucket: str, items: list[tuple[str, str | None]], *, limit: Quota | None = None
+    ) -> list[ObjectMeta | S3Error | None]:
+        """DeleteObjects: every (key, version id) in one transaction; a refusal is per item."""
+        self._require_bucket(bucket)
+
+        def op(conn: sqlite3.Connection) -> tuple[list[ObjectMeta | S3Error | None], list[str]]:
+            results: list[ObjectMeta | S3Error | None] = []
+            files: list[str] = []
+            for key, version_id in items:
+                try:
+                    if version_id:
+                        meta, gone = versions.erase(conn, bucket, key, version_id)
+                    else:
+                        meta, gone = self._mark(conn, bucket, key, limit)
+                except S3Error as exc:  # raised before the item changed anything
+                    results.append(exc)
+                    continue
+                results.append(meta)
+                files += gone
+            return results, files
+
+        def run() -> list[ObjectMeta | S3Error | None]:
+            results, doomed = self._db.write(op)
+            self.files.unlink(doomed)
+            return results
+
+        return self._freeing(run)
+
+    def _mark(
+        self, conn: sqlite3.Connection, bucket: str, key: str, limit: Quota | None
+    ) -> tuple[ObjectMeta | None, list[str]]:
+        """A delete marker, even over a marker or on a key that never existed (as S3 does).
+
+        Markers of one key are bounded by retention; a stage may hold at most ``max_keys`` keys
+        that are nothing but markers, so deletes of made-up keys cannot grow the store without
+        end (past that, such a delete changes nothing and answers without a version id).
+        """
+        if limit is not None and versions.current(conn, bucket, key) is None:
+            dead = conn.execute(
+                "SELECT count(*) FROM current WHERE bucket=? AND key >= ? AND key < ?"
+                " AND deleted=1",
+                (bucket, limit.prefix, limit.prefix + _TOP),
+            ).fetchone()[0]
+            if dead >= limit.max_keys:
+                return None, []
+        return versions.insert(conn, bucket, key, None, self.limits)
 
     # -- multipart -----------------------------------------------------------------------------
 
@@ -334,11 +396,18 @@ class Store:
         content_type: str,
         metadata: dict[str, str],
         algo: str | None,
+        composite: bool = False,
         limit: Quota | None = None,
     ) -> str:
         self._require_bucket(bucket)
         return self.uploads.create(
-            bucket, key, content_type=content_type, metadata=metadata, algo=algo, limit=limit
+            bucket,
+            key,
+            content_type=content_type,
+            metadata=metadata,
+            algo=algo,
+            composite=composite,
+            limit=limit,
         )
 
     def put_part(
@@ -365,10 +434,23 @@ class Store:
         cond: Conditions,
         *,
         limit: Quota | None = None,
+        expected: dict[str, str] | None = None,
+        checksum_type: str | None = None,
     ) -> ObjectMeta:
-        """Stitch the named parts into one new version (streamed; checks in the transaction)."""
+        """Stitch the named parts into one new version (streamed; checks in the transaction).
+
+        A retry of an upload completed lately answers what it became (see ``multipart``)."""
         self._require_bucket(bucket)
-        return self.uploads.complete(bucket, key, upload_id, wanted, cond, limit)
+        return self.uploads.complete(
+            bucket,
+            key,
+            upload_id,
+            wanted,
+            cond,
+            limit,
+            expected=expected,
+            checksum_type=checksum_type,
+        )
 
     def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
         self._require_bucket(bucket)
