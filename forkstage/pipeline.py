@@ -102,22 +102,25 @@ class EngineApplier:
 
 
 class CdktfApplier:
-    """The project's own cdktf-cli (``cdktf deploy|destroy``) on the prepared workspace.
+    """The project's own cdktf-cli (``cdktf deploy|destroy``) on the prepared workspace, or
+    CDK Terrain's cdktn-cli (``cli="cdktn"``): the same commands, options and output.
 
     cdktf-cli reports no machine-readable counts, so they come from the state's resource count
     before and after.
     """
 
-    def __init__(self, timeout: float = 900) -> None:
+    def __init__(self, timeout: float = 900, cli: str = "cdktf") -> None:
         self.timeout = timeout
+        self.cli = cli
 
     def cdktf(self, run: StageRun, command: str) -> interrupts.Streamed:
         """Run ``cdktf <command>`` on this stage, workspace already prepared; its output is
         shown as it comes, and an interrupt stops it like a Terraform run."""
-        binary = run.project.root / "node_modules" / ".bin" / "cdktf"
+        cli = self.cli
+        binary = run.project.root / "node_modules" / ".bin" / cli
         if not binary.exists():
             raise BadInput(
-                f"missing cdktf-cli for --via cdktf: run `npm install` in {run.project.root}"
+                f"missing {cli}-cli for --via {cli}: run `npm install` in {run.project.root}"
             )
         env = run.env()
         env.update({"FORKSTAGE_PREPARED": run.stage.name, "CI": "1", "FORCE_COLOR": "0"})
@@ -133,7 +136,7 @@ class CdktfApplier:
             )
         except Failed:
             raise Failed(
-                f"cdktf {command} of {run.stage.name} did not finish within {self.timeout:.0f}s"
+                f"{cli} {command} of {run.stage.name} did not finish within {self.timeout:.0f}s"
             ) from None
         if done.signum is not None:
             run.cdktf_interrupted(done, started)
@@ -147,9 +150,9 @@ class CdktfApplier:
 
     def apply(self, run: StageRun) -> Applied:
         before = run.resources()
-        with run.reporter.phase("apply", "cdktf deploy"):
+        with run.reporter.phase("apply", f"{self.cli} deploy"):
             proc = self.cdktf(run, "deploy")
-        run.check(proc, "cdktf deploy")
+        run.check(proc, f"{self.cli} deploy")
         after = run.resources()
         return Applied(
             {"add": max(after - before, 0), "change": 0, "remove": max(before - after, 0)}
@@ -160,15 +163,18 @@ class CdktfApplier:
         (run.stack_dir / plan.file).unlink(missing_ok=True)
         before = run.resources()
         guarded = guards.guarded_addresses(run.stack_dir)
-        with run.reporter.phase("apply", "cdktf destroy"), guards.lifted(run.stack_dir, guarded):
+        with (
+            run.reporter.phase("apply", f"{self.cli} destroy"),
+            guards.lifted(run.stack_dir, guarded),
+        ):
             proc = self.cdktf(run, "destroy")
-        run.check(proc, "cdktf destroy")
+        run.check(proc, f"{self.cli} destroy")
         return Applied({"add": 0, "change": 0, "remove": before})
 
 
 def applier_for(via: str) -> Applier:
-    """The applier behind ``--via engine|cdktf``."""
-    return CdktfApplier() if via == "cdktf" else EngineApplier()
+    """The applier behind ``--via engine|cdktf|cdktn``."""
+    return CdktfApplier(cli=via) if via in ("cdktf", "cdktn") else EngineApplier()
 
 
 class Pipeline:
@@ -202,8 +208,9 @@ class Pipeline:
         if self._begun:
             return
         self.run.reporter.target(self.target)
-        cdktf = isinstance(self.applier, CdktfApplier)  # its cdktf-cli is checked up front
-        preflight.preflight(self.run.settings, live=self.live_preflight, cdktf=cdktf)
+        # its cdktf-cli (cdktn-cli) is checked up front
+        cli = self.applier.cli if isinstance(self.applier, CdktfApplier) else False
+        preflight.preflight(self.run.settings, live=self.live_preflight, cdktf=cli)
         self._begun = True
 
     @contextlib.contextmanager

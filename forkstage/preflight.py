@@ -229,12 +229,12 @@ def check_live(
 
 
 def tooling_problems(
-    settings: Settings, *, cdktf: bool = False, environ: Mapping[str, str] | None = None
+    settings: Settings, *, cdktf: bool | str = False, environ: Mapping[str, str] | None = None
 ) -> list[str]:
     """What this machine lacks for the run, before Terraform starts: on the local target the
     local cloud's Node packages (Miniflare, found as the stand-ins will find it: the project's
     node_modules/.bin first on PATH) and the PostgreSQL server binaries; with ``cdktf`` (the
-    plain cdktf path) the project's cdktf-cli."""
+    plain cdktf path; "cdktn" for CDK Terrain's) the project's cdktf-cli (cdktn-cli)."""
     env = dict(os.environ if environ is None else environ)
     root = settings.root
     problems = []
@@ -258,13 +258,14 @@ def tooling_problems(
                 "the PostgreSQL server binaries (initdb, pg_ctl): install PostgreSQL "
                 "(Debian/Ubuntu: apt-get install postgresql; macOS: brew install postgresql)"
             )
-    if cdktf and not (root / "node_modules" / ".bin" / "cdktf").exists():
-        problems.append(f"cdktf-cli for --via cdktf: run `npm install` in {root}")
+    cli = cdktf if isinstance(cdktf, str) else "cdktf"
+    if cdktf and not (root / "node_modules" / ".bin" / cli).exists():
+        problems.append(f"{cli}-cli for --via {cli}: run `npm install` in {root}")
     return problems
 
 
 def check_tooling(
-    settings: Settings, *, cdktf: bool = False, environ: Mapping[str, str] | None = None
+    settings: Settings, *, cdktf: bool | str = False, environ: Mapping[str, str] | None = None
 ) -> None:
     """BadInput (exit 2) naming what to install; nothing has run yet."""
     problems = tooling_problems(settings, cdktf=cdktf, environ=environ)
@@ -277,7 +278,7 @@ def preflight(
     *,
     live: bool = True,
     environ: Mapping[str, str] | None = None,
-    cdktf: bool = False,
+    cdktf: bool | str = False,
 ) -> None:
     """The whole preflight: the tooling the run needs, then on the cloud target the keys (the
     local cloud needs none)."""

@@ -11,7 +11,8 @@ The README's steps then switch it to cdktn (`[app] cdk`, the CLI in package.json
   pinned engine, with GITHUB_ACTIONS=true CI=true (cdk-terrain issue #96 reports deploy and diff
   ignoring TERRAFORM_BINARY_NAME there) and a `terraform` first on PATH that records any run and
   fails; the Worker answers, and `npx cdktn diff` shows no changes;
-- a bare `npx cdktn destroy` with pr-1's environment destroys pr-1 alone.
+- a bare `npx cdktn destroy` with pr-1's environment destroys pr-1 alone;
+- `forkstage destroy --stage pr-2 --via cdktn` (cdktn-cli as forkstage's applier) destroys pr-2.
 """
 
 from __future__ import annotations
@@ -204,3 +205,11 @@ def test_the_literal_cdktn_path(switched: App) -> None:
     rows = switched.rows()
     assert not live(rows.get("pr-1")), rows.get("pr-1")
     assert {s: (rows[s]["serial"], rows[s]["resources"]) for s in before} == before
+
+    # forkstage through cdktn-cli: pr-2, deployed by the cdktf app, destroyed by `cdktn destroy`
+    done = json.loads(switched.forkstage("destroy", "--stage", "pr-2", "--via", "cdktn", "--json"))
+    assert done["destroyed"] > 0, done
+    assert switched.terraform_ran() == ""
+    rows = switched.rows()
+    assert not live(rows.get("pr-2")), rows.get("pr-2")
+    assert (rows["staging"]["serial"], rows["staging"]["resources"]) == before["staging"]

@@ -105,10 +105,10 @@ def common_options(func: F) -> F:
     func = run_options(func)
     func = click.option(
         "--via",
-        type=click.Choice(["engine", "cdktf"]),
+        type=click.Choice(["engine", "cdktf", "cdktn"]),
         default="engine",
         show_default=True,
-        help="Run the stack with forkstage's engine, or through `npx cdktf`.",
+        help="Run the stack with forkstage's engine, or through `npx cdktf` (`npx cdktn`).",
     )(func)
     return stage_option(func)
 
