@@ -43,6 +43,16 @@ _SSE_HEADERS = (
 )
 
 
+# Write headers S3 would act on (tags, object lock, website redirects): refused, not dropped.
+_WRITE_FEATURES = (
+    "x-amz-tagging",
+    "x-amz-object-lock-mode",
+    "x-amz-object-lock-retain-until-date",
+    "x-amz-object-lock-legal-hold",
+    "x-amz-website-redirect-location",
+)
+
+
 def _text(raw: str) -> str:
     """A header value's UTF-8 text, or InvalidArgument."""
     try:
@@ -92,3 +102,10 @@ def refuse_unsupported(method: str, key: str, params: dict[str, str], headers: H
         raise NotImplementedOp("server-side encryption with KMS or customer keys is not supported")
     if "partNumber" in params and "uploadId" not in params and method in ("GET", "HEAD"):
         raise NotImplementedOp("GET/HEAD by partNumber is not supported: use a Range")
+    if method in ("PUT", "POST"):
+        for name in _WRITE_FEATURES:
+            if name in headers:
+                raise NotImplementedOp(f"{name} is not supported by this server")
+        storage = headers.get("x-amz-storage-class")
+        if storage is not None and storage.strip().upper() != "STANDARD":
+            raise NotImplementedOp("only the STANDARD storage class is served")

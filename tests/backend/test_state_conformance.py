@@ -17,10 +17,11 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from conftest import BUCKET, Running, raw_exchange, raw_request, signed_head
+from conftest import BUCKET, Running, _start, raw_exchange, raw_request, signed_head
 from test_state_awscli import Cli
 
 from backend import checksums
+from backend.limits import Limits
 
 MIB = 1024 * 1024
 
@@ -220,9 +221,14 @@ def test_unsupported_headers_are_refused(state_server: Running) -> None:
             SSECustomerKey=key,
         )
     assert status_of(exc) == 501
-    with pytest.raises(ClientError) as exc:
-        s3.put_object(Bucket=BUCKET, Key="kms", Body=b"x", ServerSideEncryption="aws:kms")
-    assert status_of(exc) == 501
+    for extra in (
+        {"ServerSideEncryption": "aws:kms"},
+        {"Tagging": "a=b"},
+        {"StorageClass": "GLACIER"},
+    ):
+        with pytest.raises(ClientError) as exc:
+            s3.put_object(Bucket=BUCKET, Key="refused", Body=b"x", **extra)
+        assert status_of(exc) == 501, extra
     raw = raw_request(
         state_server.endpoint,
         "GET",
@@ -502,3 +508,13 @@ def test_delete_bucket_with_only_unfinished_uploads(state_server: Running) -> No
     s3.create_multipart_upload(Bucket="scratch", Key="half")
     s3.delete_bucket(Bucket="scratch")
     assert "scratch" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+
+def test_a_stage_cannot_pile_up_markers_of_made_up_keys(tmp_path: Path) -> None:
+    for running in _start(tmp_path / "d", limits=Limits(stage_max_keys=2)):
+        stage = running.client(running.issue(policy="stage", stage="pr-1"))
+        made_up = [stage.delete_object(Bucket=BUCKET, Key=f"env:/pr-1/{i}") for i in range(3)]
+        assert [r.get("DeleteMarker") for r in made_up] == [True, True, None]
+        # a key that exists always gets its marker (a lock release), whatever the bound
+        stage.put_object(Bucket=BUCKET, Key="env:/pr-1/lock", Body=b"l", IfNoneMatch="*")
+        assert stage.delete_object(Bucket=BUCKET, Key="env:/pr-1/lock")["DeleteMarker"] is True
