@@ -26,8 +26,6 @@ ENV = "FORKSTAGE_CDK"
 SETTINGS_FILE = "forkstage.toml"
 # What to install for each (forkstage depends on cdktf; cdktn comes with the extra).
 INSTALL = {"cdktf": "pip install 'cdktf==0.21.0'", "cdktn": "pip install 'forkstage[cdktn]'"}
-# The npm CLI of each: the command a team types, and its package.
-CLI = {"cdktf": ("cdktf", "cdktf-cli@0.21.0"), "cdktn": ("cdktn", "cdktn-cli@0.24.0")}
 
 
 class RuntimeChoiceError(ImportError):
