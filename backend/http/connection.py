@@ -53,6 +53,7 @@ REFUSED = (LINGER, DRAIN)  # answered already: the first to go when room is need
 MAX_BUFFER = 1 << 20  # stop reading from the socket beyond this much unconsumed input
 LINGER_SECONDS = 2.0
 DRAIN_GRACE = 1.0  # seconds a refused body may take before it must arrive at the minimum rate
+STRANGER_GRACE = 1.0  # seconds a new connection has to show a signature before it is evictable
 
 
 class ConnectionCut(Exception):
@@ -71,7 +72,7 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer = "-"
         self.phase = IDLE
-        self.since = self.loop.time()
+        self.since = self.born = self.loop.time()
         self.idle_limit = self.limits.header_timeout  # a new connection must start promptly
         self.received = 0  # bytes received in all
         self.written = 0  # bytes handed to the transport in all

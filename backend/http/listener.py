@@ -3,10 +3,14 @@ exhausted descriptor table can make it spin.
 
 Connections that have not shown a valid signature yet (strangers: new ones, and those whose
 requests were refused) have a budget of their own, ``max_unauthenticated``: a stranger over it
-closes the oldest stranger that is not in the middle of a request, so a flood of unsigned or
-refused requests churns within its budget and never holds a slot a signed client needs. When
-room is needed, connections go in this order: those already answered with a refusal (draining
-or lingering), then idle strangers, then any other idle connection.
+closes the oldest stranger that was already answered with a refusal (draining or lingering), or
+else one that has had ``STRANGER_GRACE`` to show a signature and has not; when none can go,
+accepting pauses (``HOLD_PAUSE``) and newcomers wait their turn in the kernel's listen queue,
+first come first served. So a flood of unsigned or refused requests churns within its budget at
+the pace the server sets, a new client gets its turn and its moment to sign, and a signed
+client's slot is never taken.
+When the cap itself is reached, connections go in this order: refused ones, strangers past
+their grace, then any other idle connection.
 
 Accepting is ours rather than ``loop.create_server``'s so that the cap is applied before a
 connection costs anything, and so that EMFILE/ENFILE pause accepting for 100 ms (asyncio's own
@@ -31,6 +35,7 @@ from backend.http.connection import (
     EVICTABLE,
     LINGER_SECONDS,
     REFUSED,
+    STRANGER_GRACE,
     WRITE,
     Connection,
 )
@@ -44,6 +49,7 @@ ACCEPT_BATCH = 64  # connections accepted per readiness event
 ACCEPT_PAUSE = 0.1  # seconds without accepting after EMFILE/ENFILE
 EVICT_ON_EMFILE = 8  # idle connections closed each time the descriptor table is full
 MAX_REFUSING = 32  # connections being told 503 at once; beyond, they are just closed
+HOLD_PAUSE = 0.02  # seconds without accepting while the strangers' budget has no room
 _OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _SLOW_DOWN_BODY = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
@@ -78,6 +84,9 @@ class Listener:
         self.stranger_cap = min(limits.max_unauthenticated, limits.max_connections)
         self._refusing = 0
         self._accepting = False
+        self._held = False  # accepting paused for the strangers' budget
+        self._closing = False
+        self._waiting: socket.socket | None = None  # accepted, waiting for a stranger's slot
         self._resume: asyncio.TimerHandle | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self._last_warning = 0.0
@@ -103,16 +112,23 @@ class Listener:
 
     def forget(self, conn: Connection) -> None:
         self._slots.pop(conn, None)
-        self._strangers.pop(conn, None)
+        if self._strangers.pop(conn, 0) is None:
+            self._stranger_left()
 
     def trust(self, conn: Connection) -> None:
-        self._strangers.pop(conn, None)
+        if self._strangers.pop(conn, 0) is None:
+            self._stranger_left()
+
+    def _stranger_left(self) -> None:
+        if self._held:  # accepting waits for the strangers' budget, which has room now
+            self._held = False
+            self.loop.call_soon(self._resume_held)
 
     def _evict_one(self) -> bool:
         """Make room for one connection; False if every connection is mid-request."""
         victim = (
             _oldest(self._slots, REFUSED)
-            or _oldest(self._strangers, _STRANGER_EVICTABLE)
+            or self._stale_stranger()
             or _oldest(self._slots, EVICTABLE)
         )
         if victim is None:
@@ -122,16 +138,29 @@ class Listener:
 
     def _evict_stranger(self) -> bool:
         """Make room within the strangers' budget; False if none can go."""
-        victim = _oldest(self._strangers, REFUSED) or _oldest(self._strangers, _STRANGER_EVICTABLE)
+        victim = _oldest(self._strangers, REFUSED) or self._stale_stranger()
         if victim is None:
             return False
         victim.abort()
         return True
 
+    def _stale_stranger(self) -> Connection | None:
+        """The oldest stranger that had its grace to sign a request and is not mid-request."""
+        born_before = self.loop.time() - STRANGER_GRACE
+        for conn in self._strangers:
+            if conn.born > born_before:
+                return None  # insertion order: every later one is younger still
+            if conn.phase in _STRANGER_EVICTABLE:
+                return conn
+        return None
+
     # -- accepting -----------------------------------------------------------------------------
 
     def _start_accepting(self) -> None:
+        if self._resume is not None:
+            self._resume.cancel()
         self._resume = None
+        self._held = False
         if not self._accepting and self.sock.fileno() >= 0:
             self._accepting = True
             self.loop.add_reader(self.sock.fileno(), self._accept_ready)
@@ -143,20 +172,36 @@ class Listener:
 
     def _accept_ready(self) -> None:
         for _ in range(ACCEPT_BATCH):
-            try:
-                csock, _addr = self.sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except ConnectionAbortedError:
-                continue
-            except OSError as exc:
-                if exc.errno in _OUT_OF_RESOURCES:
-                    self._out_of_descriptors(exc)
+            csock, self._waiting = self._waiting, None
+            if csock is None:
+                try:
+                    csock, _addr = self.sock.accept()
+                except (BlockingIOError, InterruptedError):
                     return
-                self._warn(f"accept failed: {exc}")
+                except ConnectionAbortedError:
+                    continue
+                except OSError as exc:
+                    if exc.errno in _OUT_OF_RESOURCES:
+                        self._out_of_descriptors(exc)
+                        return
+                    self._warn(f"accept failed: {exc}")
+                    return
+                csock.setblocking(False)
+            if len(self._strangers) >= self.stranger_cap and not self._evict_stranger():
+                # no stranger can go yet: this one waits, the next ones in the listen queue
+                self._waiting = csock
+                self._stop_accepting()
+                self._resume = self.loop.call_later(HOLD_PAUSE, self._resume_held)
+                self._held = True
                 return
-            csock.setblocking(False)
             self._admit(csock)
+
+    def _resume_held(self) -> None:
+        if self._closing:
+            return
+        self._start_accepting()
+        if self._waiting is not None:
+            self._accept_ready()
 
     def _out_of_descriptors(self, exc: OSError) -> None:
         # Linux keeps reporting the listening socket readable: stop watching it for a moment
@@ -175,9 +220,6 @@ class Listener:
             self.log(message)
 
     def _admit(self, csock: socket.socket) -> None:
-        if len(self._strangers) >= self.stranger_cap and not self._evict_stranger():
-            self._refuse(csock)
-            return
         if len(self._slots) >= self.limits.max_connections and not self._evict_one():
             self._refuse(csock)
             return
@@ -232,6 +274,7 @@ class Listener:
 
     async def close(self) -> None:
         """Stop accepting, cut every connection and wait for their tasks to end."""
+        self._closing = True
         self._stop_accepting()
         for handle in (self._resume, self._sweeper):
             if handle is not None:
@@ -244,6 +287,9 @@ class Listener:
                 tasks.append(conn.task)
         self._slots.clear()
         self._strangers.clear()
+        if self._waiting is not None:
+            self._waiting.close()
+            self._waiting = None
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
