@@ -80,9 +80,7 @@ def stored(headers: Headers) -> dict[str, str]:
     if size > MAX_USER_METADATA:
         raise InvalidArgument("user metadata exceeds 2 KB")
     for name in STORED_HEADERS:
-        value = headers.get(name)
-        if value is None:
-            continue
+        value = headers.get(name, "")
         if name == "Content-Encoding":  # aws-chunked frames the request; it is not stored
             codings = [c.strip() for c in value.split(",") if c.strip()]
             value = ", ".join(c for c in codings if c.lower() != "aws-chunked")

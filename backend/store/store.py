@@ -348,6 +348,7 @@ class Store:
             results: list[ObjectMeta | S3Error | None] = []
             files: list[str] = []
             for key, version_id in items:
+                meta: ObjectMeta | None
                 try:
                     if version_id:
                         meta, gone = versions.erase(conn, bucket, key, version_id)
