@@ -125,6 +125,11 @@ def test_every_delete_adds_a_marker_and_reads_say_so(state_server: Running) -> N
     s3 = state_server.client()
     first = s3.delete_object(Bucket=BUCKET, Key="never-existed")
     assert first["DeleteMarker"] is True and first["VersionId"]
+    raw = raw_request(
+        state_server.endpoint, "DELETE", f"/{BUCKET}/never-existed", state_server.admin
+    )
+    assert raw.status == 204 and raw.headers["x-amz-delete-marker"] == "true"
+    assert raw.headers["x-amz-version-id"] not in ("", first["VersionId"])
     s3.put_object(Bucket=BUCKET, Key="k", Body=b"v")
     one = s3.delete_object(Bucket=BUCKET, Key="k")
     two = s3.delete_object(Bucket=BUCKET, Key="k")
@@ -445,6 +450,14 @@ def test_put_bucket_versioning(state_server: Running) -> None:
     with pytest.raises(ClientError) as exc:
         s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Suspended"})
     assert status_of(exc) == 501 and "Suspended" in str(exc.value)
+    body = b"<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>"
+    raw = raw_request(
+        state_server.endpoint, "PUT", f"/{BUCKET}?versioning", state_server.admin, body=body
+    )
+    assert raw.status == 200
+    stage = state_server.issue(policy="stage", stage="pr-1")
+    denied = raw_request(state_server.endpoint, "PUT", f"/{BUCKET}?versioning", stage, body=body)
+    assert (denied.status, denied.code) == (403, "AccessDenied")
     assert s3.get_bucket_versioning(Bucket=BUCKET)["Status"] == "Enabled"
 
 
