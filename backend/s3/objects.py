@@ -50,19 +50,16 @@ def _check_read_conditions(req: S3Request, meta: ObjectMeta) -> Response | None:
         since = _http_date(req.headers.get("If-Unmodified-Since"))
         if since is not None and modified > since:
             raise PreconditionFailed(Condition="If-Unmodified-Since")
-    not_modified = Response(
-        304, {"ETag": etag(meta.etag), "Last-Modified": xmlio.http_date(meta.created)}
-    )
     if_none = req.headers.get("If-None-Match")
     if if_none is not None:
         tags = [t.strip().strip('"') for t in if_none.split(",")]
-        if "*" in tags or meta.etag in tags:
-            return not_modified
+        if "*" not in tags and meta.etag not in tags:
+            return None
     else:
         since = _http_date(req.headers.get("If-Modified-Since"))
-        if since is not None and modified <= since:
-            return not_modified
-    return None
+        if since is None or modified > since:
+            return None
+    return Response(304, {"ETag": etag(meta.etag), "Last-Modified": xmlio.http_date(meta.created)})
 
 
 def get_object(req: S3Request) -> Response:
