@@ -135,6 +135,8 @@ def test_lock_holder_is_named_and_state_stays_consistent(box: Sandbox) -> None:
 def test_via_cdktf_and_by_hand_never_hang(box: Sandbox) -> None:
     proc = box.forkstage("deploy", "--stage", "pr-150", "--via", "cdktf", timeout=240)
     assert proc.returncode == 0, proc.stderr
+    # cdktf-cli's own output, passed on to stderr (as it comes)
+    assert "stack-pr-150  terraform_data.branch (branch): Creating..." in proc.stderr
     assert resources(box.state("pr-150")) == [
         "terraform_data.branch",
         "terraform_data.workspace_guard",
