@@ -5,6 +5,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import shutil
 import subprocess
 import urllib.request
@@ -123,6 +125,10 @@ def test_an_initialised_app_deploys_staging_and_a_preview_on_the_local_cloud(
         assert staging["added"] == 8
         bundle = (app / "worker" / "dist" / "index.js").read_text()
         assert "// forkstage-bundle-sha256: " in bundle  # built before the first synth
+        # a plain `npx cdktf` shell: forkstage's interpreter (and engine) first on PATH
+        exports = _ok(installed.forkstage("env", "--stage", "pr-1")).stdout.splitlines()
+        (path,) = [shlex.split(line)[1] for line in exports if line.startswith("export PATH=")]
+        assert path.removeprefix("PATH=").split(os.pathsep)[0] == str(installed.bin)
         pr = _json(installed, "deploy", "--stage", "pr-1")
         url = pr["outputs"]["local_url"]
         assert _get(f"{url}/health") == (200, {"ok": True, "database": "app"})

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -310,3 +311,85 @@ def test_the_gate_is_the_first_error_terraform_prints(tmp_path: Path) -> None:
             assert len(blocks) == 1  # the only error: nothing else ran
             assert 'eval "$(forkstage env --stage pr-147)"' in first, ran.stderr
     assert not (folder / ".terraform").exists()
+
+
+# -- items 3-5: the app command, the Worker bundle, a folder that would shadow forkstage ------
+
+
+@pytest.fixture
+def app_with_node(tmp_path: Path, bare_app: Path) -> Path:
+    (bare_app / "node_modules").symlink_to(REPO / "node_modules")
+    return bare_app
+
+
+def _synth(app: Path, tmp: Path, stage: str = "staging") -> subprocess.CompletedProcess[str]:
+    return procs.run(
+        [FORKSTAGE, "synth", "--stage", stage],
+        cwd=app,
+        env=_env(tmp, FORKSTAGE_HOME=str(tmp / "home")),
+        timeout=120,
+    )
+
+
+def test_the_worker_bundle_is_built_when_missing_and_again_when_its_source_changes(
+    tmp_path: Path, app_with_node: Path
+) -> None:
+    app = app_with_node
+    bundle = app / "worker" / "dist" / "index.js"
+    assert not bundle.exists()  # init writes the source only
+    procs.assert_ok(_synth(app, tmp_path))
+    first = bundle.read_text()
+    assert "// forkstage-bundle-sha256: " in first
+    check = procs.run([FORKSTAGE, "bundle", "--check"], cwd=app, env=_env(tmp_path), timeout=60)
+    assert (check.returncode, check.stdout) == (0, "worker/dist/index.js is up to date\n")
+
+    source = app / "worker" / "src" / "index.js"
+    source.write_text(source.read_text().replace('"not found"', '"nothing here"'))
+    stale = procs.run([FORKSTAGE, "bundle", "--check"], cwd=app, env=_env(tmp_path), timeout=60)
+    assert stale.returncode == 1
+    assert stale.stderr == (
+        "Error: worker/dist/index.js is stale: it must be built (forkstage bundle)\n"
+    )
+    procs.assert_ok(_synth(app, tmp_path))
+    assert '"nothing here"' in bundle.read_text() and bundle.read_text() != first
+
+
+def test_a_missing_entry_point_and_an_app_command_that_cannot_start_are_one_line(
+    tmp_path: Path, bare_app: Path
+) -> None:
+    (bare_app / "worker" / "src" / "index.js").unlink()
+    done = _synth(bare_app, tmp_path)
+    assert done.returncode == 2, procs.failure(done)
+    assert done.stderr == (
+        "Error: the Worker's entry point worker/src/index.js is missing: restore it, or set "
+        "[paths] worker in forkstage.toml to the folder holding src/index.js\n"
+    )
+    (bare_app / "cdktf.json").write_text('{"language": "python", "app": "pyhton3 main.py"}\n')
+    done = _synth(bare_app, tmp_path)
+    assert done.returncode == 2, procs.failure(done)
+    assert done.stderr == (
+        "Error: the app command 'pyhton3 main.py' (cdktf.json \"app\") cannot start: "
+        "No such file or directory\n"
+    )
+
+
+def test_an_app_folder_with_its_own_cdk_package_is_named_not_a_traceback(
+    tmp_path: Path, bare_app: Path
+) -> None:
+    (bare_app / "cdk").mkdir()
+    (bare_app / "cdk" / "__init__.py").write_text("")
+    message = (
+        f"{bare_app}/cdk would shadow forkstage's 'cdk' package (the app's folder comes first "
+        "on the import path): rename it, or keep the app in its own folder "
+        "(e.g. forkstage init infra)"
+    )
+    done = _synth(bare_app, tmp_path)
+    assert (done.returncode, done.stderr) == (2, f"Error: {message}\n")
+    # the plain cdktf path runs the app itself: the same line, from main.py
+    plain = procs.run(
+        [sys.executable, "main.py"],
+        cwd=bare_app,
+        env=_env(tmp_path, STAGE="staging"),
+        timeout=60,
+    )
+    assert (plain.returncode, plain.stderr) == (2, f"error: {message}\n")
