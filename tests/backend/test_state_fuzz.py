@@ -3,7 +3,8 @@
 A well-formed request (signed by admin or a stage, or not at all) is mutated on the wire: request
 line (methods, odd bytes, ``#``, ``%`` escapes, very long targets), header block (duplicates,
 obs-fold, non-ASCII digits, huge values, missing colon, NUL, bare CR/LF) and body framing
-(Content-Length vs Transfer-Encoding mismatches). Properties: every answer is below 500 or 501;
+(Content-Length vs Transfer-Encoding mismatches), and numbers thousands of digits long (Range,
+Content-Length, chunk sizes, max-keys, partNumber). Properties: every answer is below 500 or 501;
 the server answers or closes (never hangs) and keeps serving; what issue #13 says must be refused
 (bad or duplicate Content-Length, ``#`` in the target) is. The S3-operation fuzz is in
 ``test_state_fuzz_ops``. CI runs a bounded, derandomized profile (env ``CI``);
@@ -76,21 +77,27 @@ class Plan(NamedTuple):
     mutations: tuple[tuple[str, str], ...]
 
 
-BAD_CL = ["١٢", "²", "+5", "-1", "0x10", "1_0", "1e3", "", "5 5", "9" * 30, "٣\x00"]
+LONG = "9" * 5000  # past Python's 4,300-digit conversion limit
+BAD_CL = ["١٢", "²", "+5", "-1", "0x10", "1_0", "1e3", "", "5 5", "9" * 30, "٣\x00", LONG]
 ODD_CL = ["5,5", "00000000000000000000001", " 7 ", "18446744073709551617"]
 SUFFIXES = ["#", "#frag", "%", "%2", "%zz", "%00", "%0a", "%C3%28", "%FF", "%2F", "%23", "?",
             "?uploads", "?versions", "?list-type=2&prefix=env%3A", "?partNumber=1&uploadId=x",
-            "?acl", "&=&", "/../b/p", "/./", "\x7f", "\x80", "\xff", "Ã©", " ", "\t", "\x00",
-            "\r", "\n", "\r\nX-Smuggled: 1", ";", "\\", "~", "+"]  # fmt: skip
+            "?acl", "&=&", f"?max-keys={LONG}", f"?list-type=2&max-keys={LONG}",
+            f"?partNumber={LONG}&uploadId=x", f"?uploads&max-uploads={LONG}", "/../b/p", "/./",
+            "\x7f", "\x80", "\xff", "Ã©", " ", "\t", "\x00", "\r", "\n",
+            "\r\nX-Smuggled: 1", ";", "\\", "~", "+"]  # fmt: skip
 HEADERS = ["Range: bytes=1_0-2_0", "Expect: 100-continue", "Connection: close",
            "Connection: keep-alive", "If-None-Match: *", "Content-Type: application/json",
            "Content-MD5: !!", "Content-Encoding: aws-chunked", "Authorization: AWS4-HMAC-SHA256",
            "Host: evil.example", "x-amz-meta-unsigned: 1", "X-Odd:\x00nul", "X-Lat: \xe9\xff",
            "NoColonHere", " Leading: space", "Name : spaced", ": empty-name", "X-Fold: a\r\n b",
-           "x-amz-decoded-content-length: ²", "If-Match: \"\xb2\""]  # fmt: skip
+           "x-amz-decoded-content-length: ²", "If-Match: \"\xb2\"", f"Range: bytes={LONG}-",
+           f"Range: bytes=-{LONG}", f"Range: bytes=0-{LONG}", f"Range: bytes={LONG}-{LONG}",
+           f"x-amz-decoded-content-length: {LONG}"]  # fmt: skip
 TE = ["chunked", "gzip", "chunked, chunked", "Chunked", "identity", "chunked;x=1", "\xb2"]
 CHUNKED_BAD = ["zz\r\nab\r\n0\r\n\r\n", "-1\r\n", "fffffffffffffffff\r\n", "3\r\nabcdef",
-               "2;e\r\nab\r\n0\r\nTrailer: x\r\n\r\n", "0\r\n", "²\r\nab\r\n0\r\n\r\n"]  # fmt: skip
+               "2;e\r\nab\r\n0\r\nTrailer: x\r\n\r\n", "0\r\n", "²\r\nab\r\n0\r\n\r\n",
+               "2 \r\nab\r\n0\r\n\r\n", "0" * 5000 + "2\r\nab\r\n0\r\n\r\n"]  # fmt: skip
 mutation = st.one_of(
     st.tuples(st.just("cl"), st.sampled_from(BAD_CL + ODD_CL)),
     st.tuples(st.just("cl-dup"), st.sampled_from(["same", "other", "0"])),
@@ -231,6 +238,8 @@ CL_NONASCII = Plan("admin", "PUT", f"/{BUCKET}/env%3A/a/p", b"12", (("cl", "²")
 @example(CL_NONASCII._replace(mutations=(("cl-dup", "same"),)))
 @example(CL_NONASCII._replace(mutations=(("suffix", "#x"),)))
 @example(CL_NONASCII._replace(mutations=(("header", "X-Fold: a\r\n b"), ("eol", "\n"))))
+@example(CL_NONASCII._replace(mutations=(("cl", LONG),)))
+@example(Plan("admin", "GET", f"/{BUCKET}/env%3A/a/p", b"", (("header", f"Range: bytes={LONG}-"),)))
 @given(plan=plans)
 def test_request_parser_fuzz(wire: Target, plan: Plan) -> None:
     data = build_wire(plan, wire.running.endpoint, wire.creds)
