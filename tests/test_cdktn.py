@@ -1,8 +1,10 @@
 """CDK Terrain end to end (issue 24), on the local cloud, one deployment shared by the tests.
 
-An app written by `forkstage init --cdk cdktf` deploys staging and pr-2 with forkstage on cdktf.
-The README's steps then switch it to cdktn (`[app] cdk`, the CLI in package.json, the extra in
-`[ci] install`); the switched files are what `forkstage init --cdk cdktn` writes. Then:
+The app is the shared one of tests/installed.py (`forkstage init infra --name shop`, on cdktf,
+forkstage's wheel in a venv outside this checkout). Staging and pr-2 are deployed with forkstage
+on cdktf; the README's steps then switch the app to cdktn (`[app] cdk`, the CLI in package.json,
+the extra in `[ci] install`), and the switched files are what `forkstage init --cdk cdktn`
+writes. Then:
 
 - the stages deployed with the cdktf app plan no changes on cdktn;
 - unprepared, `STAGE=pr-3 npx cdktn deploy stack-pr-3` fails within seconds naming `forkstage env`
@@ -13,13 +15,14 @@ The README's steps then switch it to cdktn (`[app] cdk`, the CLI in package.json
   fails; the Worker answers, and `npx cdktn diff` shows no changes;
 - a bare `npx cdktn destroy` with pr-1's environment destroys pr-1 alone;
 - `forkstage destroy --stage pr-2 --via cdktn` (cdktn-cli as forkstage's applier) destroys pr-2.
+
+The app is switched back and every stage destroyed afterwards: the fixture is shared.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 import urllib.request
@@ -30,33 +33,35 @@ from typing import Any
 import pytest
 
 from tests import procs
-from tests.local_env import BIN, LocalCloud
-from tests.wrapper_env import REPO
+from tests.installed import APP_NAME, Installed, clean_path
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 TIMEOUT = 300
 UNPREPARED_SECONDS = 30
 UNCHANGED = {"no-op", "read"}
+SWITCHED = ("forkstage.toml", "package.json")
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 # A `terraform` first on PATH that records being run and fails: only the pinned engine may run.
 TRIPWIRE = '#!/bin/sh\necho "$0 $*" >> "$(dirname "$0")/ran"\nexit 97\n'
 
 
 class App:
-    """A person's shell in an initialised app: the LocalCloud's home and port."""
+    """A person's shell in the initialised app, with forkstage installed from the wheel."""
 
-    def __init__(self, local: LocalCloud, root: Path, tripwire: Path) -> None:
-        self.local, self.root, self.tripwire = local, root, tripwire
+    def __init__(self, installed: Installed, tripwire: Path) -> None:
+        self.installed, self.root, self.tripwire = installed, installed.app, tripwire
 
     def env(self, extra: dict[str, str], *, tripwire: bool = True) -> dict[str, str]:
         env = {
             k: v
-            for k, v in self.local.env().items()
-            if not k.startswith(("CDKTF_", "GITHUB_", "STAGE")) and k != "CI"
+            for k, v in self.installed.env().items()
+            if not k.startswith(("GITHUB_", "STAGE")) and k != "CI"
         }
-        path = os.pathsep.join([*([str(self.tripwire)] if tripwire else []), str(BIN), env["PATH"]])
-        return {**env, "PATH": path, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20", **extra}
+        path = clean_path(self.installed.bin)
+        if tripwire:
+            path = os.pathsep.join([str(self.tripwire), path])
+        return {**env, "PATH": path, **extra}
 
     def bash(
         self, script: str, *, tripwire: bool = True, extra: dict[str, str] | None = None
@@ -70,9 +75,9 @@ class App:
         procs.assert_ok(done)
         return done.stdout + done.stderr
 
-    def forkstage(self, *args: str) -> str:
-        argv = [str(BIN / "forkstage"), *args]
-        done = procs.run(argv, cwd=self.root, env=self.env({}), timeout=TIMEOUT)
+    def forkstage(self, *args: str, cwd: Path | None = None) -> str:
+        argv = [str(self.installed.bin / "forkstage"), *args]
+        done = procs.run(argv, cwd=cwd or self.root, env=self.env({}), timeout=TIMEOUT)
         procs.assert_ok(done)
         return done.stdout
 
@@ -84,19 +89,8 @@ class App:
         return ran.read_text() if ran.exists() else ""
 
 
-def init(folder: Path, cdk: str) -> Path:
-    done = procs.run(
-        [str(BIN / "forkstage"), "init", str(folder), "--name", "shop", "--cdk", cdk],
-        cwd=folder.parent,
-        timeout=60,
-    )
-    procs.assert_ok(done)
-    (folder / "node_modules").symlink_to(REPO / "node_modules")  # both CLIs, Node 22
-    return folder
-
-
 def switch_to_cdktn(root: Path) -> None:
-    """The README's steps (pip and npm installs aside: this venv and node_modules have both)."""
+    """The README's steps (pip and npm installs aside: the venv and node_modules have both)."""
     toml = root / "forkstage.toml"
     text = toml.read_text()
     if 'cdk = "cdktn"' in text:
@@ -118,24 +112,26 @@ def no_changes(plan: dict[str, Any]) -> bool:
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
-    """The app on cdktf with staging and pr-2 deployed by forkstage."""
-    base = tmp_path_factory.mktemp("cdktn")
-    tripwire = base / "tripwire"
-    tripwire.mkdir()
+def app(installed: Installed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+    """The initialised app on cdktf with staging and pr-2 deployed by forkstage."""
+    tripwire = tmp_path_factory.mktemp("tripwire")
     (tripwire / "terraform").write_text(TRIPWIRE)
     (tripwire / "terraform").chmod(0o755)
-    local = LocalCloud("forkstage-cdktn-")
-    box = App(local, init(base / "shop", "cdktf"), tripwire)
+    box = App(installed, tripwire)
+    original = {name: (box.root / name).read_text() for name in SWITCHED}
+    assert 'cdk = "cdktf"' in original["forkstage.toml"]  # init's default
     try:
         box.forkstage("deploy", "--stage", "staging")
         box.forkstage("deploy", "--stage", "pr-2")
         yield box
     finally:
-        # the local cloud lives in its home alone: stopping it and removing the home is enough
-        box.bash("forkstage local down")
-        if not local.processes():
-            shutil.rmtree(local.home, ignore_errors=True)
+        for name, text in original.items():
+            (box.root / name).write_text(text)
+        box.bash(
+            "forkstage destroy --stage staging --cascade || for stage in pr-1 pr-2 staging; do "
+            "forkstage destroy --stage $stage || true; done\nforkstage local down",
+            tripwire=False,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -147,9 +143,9 @@ def switched(app: App) -> App:
 def test_the_switch_is_what_init_writes_and_deployed_stages_plan_no_changes(
     switched: App, tmp_path: Path
 ) -> None:
-    fresh = init(tmp_path / "shop", "cdktn")
-    for name in ("forkstage.toml", "package.json"):
-        assert (switched.root / name).read_text() == (fresh / name).read_text(), name
+    switched.forkstage("init", "fresh", "--name", APP_NAME, "--cdk", "cdktn", cwd=tmp_path)
+    for name in SWITCHED:
+        assert (switched.root / name).read_text() == (tmp_path / "fresh" / name).read_text(), name
     plans = {
         stage: json.loads(switched.forkstage("plan", "--stage", stage, "--json"))
         for stage in ("staging", "pr-2")
@@ -180,14 +176,13 @@ def test_the_literal_cdktn_path(switched: App) -> None:
     out = switched.ok(
         'eval "$(forkstage env --stage pr-1)"\n'
         'echo "engine: $TERRAFORM_BINARY_NAME"\n'
-        "npx cdktn --version\n"
         "npx cdktn deploy stack-pr-1 --auto-approve\n"
         "npx cdktn diff stack-pr-1",
         GITHUB_ACTIONS="true",
         CI="true",
     )
-    assert f"engine: {BIN / 'forkstage-terraform'}\n" in out
-    assert "0.24.0" in out and "No changes" in out
+    assert f"engine: {switched.installed.bin / 'forkstage-terraform'}\n" in out
+    assert "No changes" in out
     assert switched.terraform_ran() == ""  # the pinned engine only, never a terraform on PATH
     assert live(switched.rows()["pr-1"])
     outputs = json.loads(switched.forkstage("outputs", "--stage", "pr-1", "--json"))
