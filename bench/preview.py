@@ -539,7 +539,10 @@ def main() -> None:
                 flush=True,
             )
         if args.stages:
-            footprint = measure_footprint(home, args.stages, started + 2 * args.budget)
+            # its own allowance: the cycles' budget must not cut the 10-stage mark short
+            footprint = measure_footprint(
+                home, args.stages, time.monotonic() + args.stages * COMMAND_TIMEOUT
+            )
     finally:
         clean_up(home)
     if prs:

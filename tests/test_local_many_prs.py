@@ -65,6 +65,13 @@ def postmasters(cloud: LocalCloud) -> list[str]:
     return [p for p in cloud.processes() if "postgres -D" in p]
 
 
+def suspend(plane: Any, branch_id: str) -> None:
+    """Stop a branch's server as the endpoint proxy does after ``suspend_after`` idle."""
+    with plane.store.change() as state:
+        plane.computes.stop_server(state, branch_id)
+    assert plane.computes.running_port(branch_id) is None
+
+
 def worker_runtimes(cloud: LocalCloud) -> list[str]:
     """The Workers' processes: one Miniflare host (Node) and its workerd, however many Workers."""
     return [p for p in cloud.processes() if "miniflare" in p or "workerd" in p.split(" ")[0]]
@@ -112,12 +119,23 @@ def test_ten_prs_two_at_a_time_stay_isolated_and_leave_nothing_behind(
         runtimes = worker_runtimes(cloud)
         assert len(runtimes) == 2 and sum("miniflare_host.mjs" in p for p in runtimes) == 1
         assert len({urlsplit(url).port for url in worker_of.values()}) == len(PRS)
+        # one endpoint proxy holds every endpoint's address (suspend/resume)
+        assert sum("localcloud.endpoint_proxyd" in p for p in cloud.processes()) == 1
+        assert plane.computes.proxy is not None
+        assert set(plane.computes.proxy.serves()) == {e.id for e in plane.endpoints()}
         assert set(cloud.stages()) == {"staging", *PRS}
         assert staging_serial_now() == staging_serial
 
         # All ten exist at once; a shared database would show every PR's row everywhere.
         for stage in PRS:
             write_note(stage, f"written by {stage}")
+        # Suspended endpoints (as after [local] suspend_after idle) resume on the next
+        # connection, whether it comes from forkstage's own URL or a Worker's Hyperdrive.
+        for stage in PRS[:2]:
+            suspend(plane, branch_of[stage])
+        with OPENER.open(worker_of[PRS[1]] + "/notes", timeout=15) as response:
+            bodies = [row["body"] for row in json.loads(response.read())]
+        assert bodies == [SEED, f"written by {PRS[1]}"]  # resumed by the Worker's query
         for stage in PRS:
             assert notes(stage) == [SEED, f"written by {stage}"], stage
             # the stage's Worker reads the same branch through its Hyperdrive binding
