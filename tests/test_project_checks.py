@@ -81,7 +81,7 @@ OUTSIDE = [
 
 @pytest.mark.parametrize("with_cdktf_json", [False, True], ids=["empty", "cdktf.json-only"])
 def test_outside_a_project_every_command_exits_2_creating_and_starting_nothing(
-    tmp_path: Path, with_cdktf_json: bool
+    tmp_path: Path, with_cdktf_json: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     here = tmp_path / "somewhere"
     here.mkdir()
@@ -89,13 +89,20 @@ def test_outside_a_project_every_command_exits_2_creating_and_starting_nothing(
         (here / "cdktf.json").write_text('{"language": "python", "app": "python3 main.py"}\n')
     before = _tree(tmp_path)
     endpoint = f"http://127.0.0.1:{free_port()}"
-    env = _env(tmp_path, FORKSTAGE_BACKEND_ENDPOINT=endpoint)
-    for argv in OUTSIDE:
-        done = procs.run([FORKSTAGE, *argv], cwd=here, env=env, timeout=60)
-        assert done.returncode == 2, procs.failure(done)
+    for name in [k for k in os.environ if k.startswith(("FORKSTAGE_", "TF_", "AWS_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("FORKSTAGE_BACKEND_ENDPOINT", endpoint)
+    monkeypatch.setenv("HOME", str(tmp_path / "user-home"))
+    monkeypatch.chdir(here)
+    for argv in OUTSIDE:  # in-process: the same code path as the CLI, 50 times faster
+        done = CliRunner().invoke(main, argv)
+        assert done.exit_code == 2, (argv, done.output)
         lines = done.stderr.strip().splitlines()
         assert lines[-1].startswith("Error: " + NOT_A_PROJECT.format(here=here)), argv
         assert "forkstage init" in lines[-1]
+    # one as a process too: its own start-up creates nothing either
+    done = procs.run([FORKSTAGE, "stages"], cwd=here, env=dict(os.environ), timeout=60)
+    assert done.returncode == 2, procs.failure(done)
     assert _tree(tmp_path) == before  # no .forkstage, no cdktf.out, nothing in $HOME
     assert not _listening(endpoint)
 
