@@ -115,7 +115,8 @@ def test_ten_prs_two_at_a_time_stay_isolated_and_leave_nothing_behind(
         assert len(set(branch_of.values())) == len(PRS)
         assert not set(branch_of.values()) & staging_branches
         assert len(plane.endpoints()) == len(staging_endpoints) + len(PRS)
-        assert len(postmasters(cloud)) == len(staging_endpoints) + len(PRS)
+        # a server per endpoint at most (one idle past suspend_after is stopped until used)
+        assert 0 < len(postmasters(cloud)) <= len(staging_endpoints) + len(PRS)
         runtimes = worker_runtimes(cloud)
         assert len(runtimes) == 2 and sum("miniflare_host.mjs" in p for p in runtimes) == 1
         assert len({urlsplit(url).port for url in worker_of.values()}) == len(PRS)
@@ -157,7 +158,9 @@ def test_ten_prs_two_at_a_time_stay_isolated_and_leave_nothing_behind(
         assert {e.id for e in plane.endpoints()} == staging_endpoints
         assert {p.name for p in branches_dir.iterdir()} == staging_branches
         running = postmasters(cloud)
-        assert len(running) == len(staging_endpoints)
+        # staging's endpoints are served still; a server idle past suspend_after may be stopped
+        assert set(plane.computes.proxy.serves()) == staging_endpoints
+        assert len(running) <= len(staging_endpoints)
         for stage, branch in branch_of.items():
             assert not any(branch in p for p in running), stage
         assert notes("staging") == [SEED]
