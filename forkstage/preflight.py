@@ -260,7 +260,7 @@ def tooling_problems(
             )
     cli = cdktf if isinstance(cdktf, str) else "cdktf"
     if cdktf and not (root / "node_modules" / ".bin" / cli).exists():
-        problems.append(f"{cli}-cli for --via {cli}: run `npm install` in {root}")
+        problems.append(f"{cli}-cli (npx {cli}, --via {cli}): run `npm install` in {root}")
     return problems
 
 

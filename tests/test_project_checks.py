@@ -211,7 +211,19 @@ def test_missing_postgresql_and_cdktf_cli_are_named_too(tmp_path: Path, bare_app
     assert error == (
         "Error: missing the PostgreSQL server binaries (initdb, pg_ctl): install PostgreSQL "
         "(Debian/Ubuntu: apt-get install postgresql; macOS: brew install postgresql); "
-        f"cdktf-cli for --via cdktf: run `npm install` in {bare_app}"
+        f"cdktf-cli (npx cdktf, --via cdktf): run `npm install` in {bare_app}"
+    )
+    # `forkstage env` prepares a shell for plain `npx cdktf`: the same check, before anything
+    env_done = procs.run(
+        [FORKSTAGE, "env", "--stage", "staging"],
+        cwd=bare_app,
+        env={k: v for k, v in env.items() if k != "FORKSTAGE_PG_BINDIR"},
+        timeout=60,
+    )
+    assert env_done.returncode == 2, procs.failure(env_done)
+    assert env_done.stdout == ""  # nothing for eval
+    assert env_done.stderr.strip().splitlines()[-1] == (
+        f"Error: missing cdktf-cli (npx cdktf, --via cdktf): run `npm install` in {bare_app}"
     )
     assert not [p.name for p in home.glob("*") if p.name in ("state", "work", "providers")]
 

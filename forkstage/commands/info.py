@@ -245,14 +245,16 @@ def env_cmd(stage: str, no_preflight: bool) -> None:
 
     Example: eval "$(forkstage env --stage pr-147)" && npx cdktf deploy
     """
-    from forkstage.pipeline import Pipeline
+    from forkstage.pipeline import CdktfApplier, Pipeline
     from forkstage.report import Reporter
     from forkstage.runner import StageRun
     from forkstage.synth import prepare_cdktf_folder
 
     project = Project.load()
     run = StageRun(project, project.parse_stage(stage), reporter=Reporter(quiet=True))
-    Pipeline(run, live_preflight=not no_preflight).prepare()
+    # the shell is for plain cdktf (cdktn): its CLI is checked with the rest, before anything runs
+    applier = CdktfApplier(cli=project.settings.cdk)
+    Pipeline(run, applier, live_preflight=not no_preflight).prepare()
     prepare_cdktf_folder(project, stage, run.stack_dir / "cdk.tf.json")
     env = {**run.env(), "FORKSTAGE_PREPARED": stage}
     for key in (*ENV_KEYS, "FORKSTAGE_PREPARED"):
