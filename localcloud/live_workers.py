@@ -25,7 +25,14 @@ from urllib.parse import urlsplit
 
 from localcloud.cloudflare import Account, NotFound, safe_name
 from localcloud.neon_state import NeonError
-from localcloud.workers import DEFAULT_COMPATIBILITY_DATE, WorkerError, WorkerProcess, stop_pid_file
+from localcloud.workers import (
+    DEFAULT_COMPATIBILITY_DATE,
+    WorkerError,
+    WorkerProcess,
+    check_binding_name,
+    check_connection_string,
+    stop_pid_file,
+)
 from localcloud.workers_host import WorkersHost
 
 NODE_MODULES_ENV = "FORKSTAGE_NODE_MODULES"
@@ -109,6 +116,9 @@ def ensure_worker(
                 urls[binding["name"]] = account.hyperdrive_local_url(binding.get("id") or "")
             except NeonError as exc:  # an origin whose endpoint is gone
                 raise WorkerError(f"Hyperdrive binding {binding['name']}: {exc}") from None
+    for binding, url in urls.items():  # what Miniflare would refuse, said without the URL
+        check_binding_name(binding)
+        check_connection_string(binding, url)
     fingerprint = _fingerprint(account, record, urls)
     host = WorkersHost(account.home)
     with host.locked():

@@ -189,7 +189,7 @@ class WorkerProcess:
             self._proc.poll()
 
 
-def _check_connection_string(binding: str, value: str) -> None:
+def check_connection_string(binding: str, value: str) -> None:
     """Reject what Miniflare would reject, without quoting the value (it holds a password)."""
     where = f"Hyperdrive binding {binding}"
     try:
@@ -212,7 +212,7 @@ def _check_connection_string(binding: str, value: str) -> None:
         raise WorkerError(f"{where}: the connection string needs a database name (/dbname)")
 
 
-def _check_binding_name(name: str) -> None:
+def check_binding_name(name: str) -> None:
     if not name or name[0].isdigit() or not set(name) <= _BINDING_NAME_CHARS:
         raise WorkerError(f"binding name {name!r} must be a JavaScript identifier (A-Z, 0-9, _)")
 
@@ -256,10 +256,10 @@ def start_worker(
     if not 0 <= port < 65536:
         raise WorkerError(f"port {port} is not a TCP port (0 picks a free one)")
     for binding, value in hyperdrive.items():
-        _check_binding_name(binding)
-        _check_connection_string(binding, value)
+        check_binding_name(binding)
+        check_connection_string(binding, value)
     for binding in bindings:
-        _check_binding_name(binding)
+        check_binding_name(binding)
         if binding in hyperdrive:
             raise WorkerError(f"binding {binding} is both a plain and a Hyperdrive binding")
     try:
