@@ -148,7 +148,8 @@ class LazyGroup(click.Group):
                 command = self.get_command(ctx, name)
                 rows.append((name, command.get_short_help_str(limit) if command else ""))
             else:
-                rows.append((name, click.utils.make_default_short_help(doc, limit)))
+                # click's own shortening (click.utils' public name is deprecated)
+                rows.append((name, click.Command(name, help=doc).get_short_help_str(limit)))
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
