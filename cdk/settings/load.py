@@ -68,7 +68,11 @@ def load_settings(root: Path, environ: dict[str, str] | None = None) -> Settings
         root=root,
         target=cast(Literal["local", "cloud"], target),
         app=app_name(app.get("name", d.app)),
-        cdk=app.get("cdk", d.cdk),
+        # FORKSTAGE_CDK: the runtime for one run, as cdk/runtime.py reads it
+        cdk=cast(
+            Literal["cdktf", "cdktn"],
+            env_choice(env, "FORKSTAGE_CDK", ("cdktf", "cdktn"), app.get("cdk", d.cdk)),
+        ),
         **stage_classes(data.get("stages", {}), d),
         neon_region=neon.get("region", d.neon_region),
         neon_pg_version=neon.get("pg_version", d.neon_pg_version),
