@@ -227,7 +227,9 @@ class Pipeline:
         """``--cascade``: one referencing stage, destroyed through its own guarded pipeline."""
         run = self.run
         reporter = Reporter(
-            quiet=run.reporter.quiet, on_terraform_output=run.reporter.on_terraform_output
+            quiet=run.reporter.quiet,
+            progress=run.reporter.progress,
+            on_terraform_output=run.reporter.on_terraform_output,
         )
         other = StageRun(
             run.project,

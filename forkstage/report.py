@@ -54,13 +54,14 @@ class Reporter:
         self,
         *,
         quiet: bool = False,
-        progress: bool = True,
+        progress: bool | None = None,
         on_terraform_output: TerraformObserver | None = None,
     ) -> None:
         """``quiet``: no phase lines (``--json``); ``progress``: a line per resource as
-        Terraform works on it (off with ``--quiet``; on with ``--json`` too, on stderr)."""
+        Terraform works on it (the commands: off with ``--quiet``, on with ``--json`` too, on
+        stderr; by default as the phase lines)."""
         self.quiet = quiet
-        self.progress = progress
+        self.progress = not quiet if progress is None else progress
         self.phases: dict[str, float] = {}
         self.on_terraform_output = on_terraform_output
         self.tty = sys.stderr.isatty()

@@ -84,6 +84,9 @@ class Cloud:
         procs.assert_ok(done)
         return done
 
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        return procs.start([str(BIN / "forkstage"), *args], cwd=self.app, env=self.env())
+
     def bash(self, script: str) -> subprocess.CompletedProcess[str]:
         return procs.run(["bash", "-c", script], cwd=self.app, env=self.env(), timeout=TIMEOUT)
 
@@ -115,34 +118,35 @@ class Cloud:
         doc: dict[str, Any] = json.loads(body) if body.strip() else {"resources": []}
         return doc
 
-    def recorded(self, stages: list[str]) -> tuple[set[str], set[str]]:
-        """Endpoint and branch ids the stages' states record (a project's own included)."""
+    def recorded(self, stages: list[str]) -> tuple[set[str], set[str], set[str]]:
+        """Endpoint and branch ids (a project's own included) and Worker script names the
+        stages' states record."""
         endpoints: set[str] = set()
         branches: set[str] = set()
+        workers: set[str] = set()
         for stage in stages:
             for resource in self.state(stage)["resources"]:
                 for instance in resource.get("instances", []):
                     attrs = instance["attributes"]
-                    if resource["type"] == "neon_endpoint":
+                    if resource["type"] == "cloudflare_workers_script":
+                        workers.add(attrs["script_name"])
+                    elif resource["type"] == "neon_endpoint":
                         endpoints.add(attrs["id"])
                     elif resource["type"] == "neon_branch":
                         branches.add(attrs["id"])
                     elif resource["type"] == "neon_project":
                         endpoints.add(attrs["default_endpoint_id"])
                         branches.add(attrs["default_branch_id"])
-        return endpoints, branches
+        return endpoints, branches, workers
 
     def served(self) -> tuple[set[str], set[str], list[str]]:
         """What the local cloud has: endpoint ids, their branch ids, running Worker scripts."""
+        from forkstage.local_workers import running_workers
         from localcloud.neon import ControlPlane
 
         found = ControlPlane(self.local.home).endpoints()
-        status = json.loads(self.ok("local", "status", "--json").stdout)
-        return (
-            {e.id for e in found},
-            {e.branch_id for e in found},
-            [w["script"] for w in status["workers"]],
-        )
+        workers = [w["script"] for w in running_workers(self.local.home)]
+        return {e.id for e in found}, {e.branch_id for e in found}, workers
 
 
 @pytest.fixture(scope="module")
@@ -159,6 +163,8 @@ def cloud() -> Iterator[Cloud]:
     finally:
         box.run("destroy", "--stage", "staging", "--cascade", "--force")
         box.run("local", "down")
+        if not local.processes():
+            shutil.rmtree(app.parent, ignore_errors=True)
 
 
 def test_a_deploy_prints_a_line_per_resource_created(cloud: Cloud) -> None:
@@ -223,23 +229,13 @@ def check_interrupted(cloud: Cloud, stage: str, code: int, err: str, took: float
     assert f"resume with: forkstage deploy --stage {stage}" in err
     rows = cloud.rows()
     assert rows[stage]["lock_id"] is None
-    endpoints, branches = cloud.recorded(list(rows))
-    served_endpoints, served_branches, _ = cloud.served()
+    endpoints, branches, workers = cloud.recorded(list(rows))
+    served_endpoints, served_branches, served_workers = cloud.served()
     assert served_endpoints <= endpoints, "an endpoint runs outside every state"
     assert served_branches <= branches
+    assert set(served_workers) <= workers
     addresses = {r["type"] for r in cloud.state(stage)["resources"]}
     assert "neon_endpoint" in addresses  # the one being created when the SIGINT came
-
-
-def redeploy_and_destroy(cloud: Cloud, stage: str) -> None:
-    done = cloud.ok("deploy", "--stage", stage)
-    assert f"deployed {stage}:" in done.stdout
-    worker = json.loads(cloud.ok("outputs", "--stage", stage, "--json").stdout)["worker_name"]
-    cloud.ok("destroy", "--stage", stage)
-    endpoints, branches = cloud.recorded(["staging", "pr-147"])
-    served_endpoints, served_branches, workers = cloud.served()
-    assert served_endpoints <= endpoints and served_branches <= branches
-    assert worker not in workers
 
 
 def test_sigint_to_forkstage_stops_gracefully_and_the_lock_is_named_meanwhile(
@@ -264,7 +260,6 @@ def test_sigint_to_forkstage_stops_gracefully_and_the_lock_is_named_meanwhile(
     os.kill(deploy.proc.pid, signal.SIGINT)
     code, err, took = deploy.finish()
     check_interrupted(cloud, "pr-148", code, err, took)
-    redeploy_and_destroy(cloud, "pr-148")
 
 
 def test_sigint_to_the_process_group_stops_gracefully(cloud: Cloud) -> None:
@@ -273,7 +268,25 @@ def test_sigint_to_the_process_group_stops_gracefully(cloud: Cloud) -> None:
     os.killpg(deploy.proc.pid, signal.SIGINT)  # a terminal's Ctrl-C
     code, err, took = deploy.finish()
     check_interrupted(cloud, "pr-149", code, err, took)
-    redeploy_and_destroy(cloud, "pr-149")
+
+
+def test_interrupted_stages_deploy_again_without_flags_then_leave_nothing_served(
+    cloud: Cloud,
+) -> None:
+    stages = ("pr-148", "pr-149")  # interrupted above, each while its endpoint was created
+    started = [cloud.start("deploy", "--stage", stage) for stage in stages]
+    for stage, proc in zip(stages, started, strict=True):
+        done = procs.wait(proc, timeout=TIMEOUT, check=True)
+        assert f"deployed {stage}:" in done.stdout
+    outputs = [json.loads(cloud.ok("outputs", "--stage", s, "--json").stdout) for s in stages]
+    started = [cloud.start("destroy", "--stage", stage) for stage in stages]
+    for proc in started:
+        procs.wait(proc, timeout=TIMEOUT, check=True)
+    endpoints, branches, workers = cloud.recorded(["staging", "pr-147"])
+    served_endpoints, served_branches, served_workers = cloud.served()
+    assert served_endpoints <= endpoints and served_branches <= branches
+    assert set(served_workers) <= workers
+    assert not {o["worker_name"] for o in outputs} & set(served_workers)
 
 
 def put_lock(cloud: Cloud, stage: str, holder: str) -> dict[str, str]:
