@@ -149,8 +149,9 @@ class Database:
     that arrive while a commit is on disk are batched into the next one.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, wal_limit: int = diskspace.WAL_MAX) -> None:
         self.path = path
+        self.wal_limit = wal_limit  # bytes of log before a checkpoint (the reserve counts them)
         self._queue_lock = threading.Lock()
         self._commit_lock = threading.Lock()
         self._writer = self.connect()
@@ -165,8 +166,8 @@ class Database:
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=10000")
         # the log's size is bounded, so the disk reserve can count what SQLite may still take
-        conn.execute(f"PRAGMA wal_autocheckpoint={diskspace.WAL_LIMIT // PAGE_SIZE}")
-        conn.execute(f"PRAGMA journal_size_limit={diskspace.WAL_LIMIT}")
+        conn.execute(f"PRAGMA wal_autocheckpoint={self.wal_limit // PAGE_SIZE}")
+        conn.execute(f"PRAGMA journal_size_limit={2 * self.wal_limit}")
         return conn
 
     def close(self) -> None:

@@ -4,9 +4,10 @@ A write is refused (InsufficientStorage, 507) unless, after everything it may st
 disk, the data directory keeps ``limits.disk_reserve_bytes`` free. What it may cost is more than
 its body: an inline body is written twice (the write-ahead log, then the database when the log
 is checkpointed), every commit adds a few pages, and SQLite's log itself may still grow up to
-``WAL_LIMIT`` (``db`` checkpoints it there and truncates it back to that size) while the pages
-it holds may still be copied into the database. So the reserve is what a lock release or an
-upload abort has to work with, whatever the server wrote before.
+its limit (``wal_limit``: SQLite's own 4 MiB for the default reserve, down to 1 MiB for a small
+one; ``db`` checkpoints there and truncates the file back to twice that) while the pages it
+holds may still be copied into the database. So the reserve is what a lock release or an upload
+abort has to work with, whatever the server wrote before.
 
 Some other process may still fill the disk to the last byte; then even a delete cannot commit.
 So the store keeps a preallocated emergency file, sized from the reserve (half of it, at most
@@ -28,7 +29,8 @@ RESERVE_NAME = "reserve.bin"
 RESERVE_BYTES = 8 * 1024 * 1024  # the emergency file's largest size
 MIN_EMERGENCY = 64 * 1024
 WAL_NAME = "state.sqlite3-wal"
-WAL_LIMIT = 1024 * 1024  # bytes of write-ahead log before a checkpoint; truncated back to it
+WAL_MIN = 1024 * 1024  # the smallest write-ahead log limit (a checkpoint every 256 pages)
+WAL_MAX = 4 * 1024 * 1024  # SQLite's own default (1000 pages): no more checkpoints than usual
 COMMIT_SLACK = 64 * 1024  # the pages one write's commit adds besides its body (rows, indexes)
 
 
@@ -49,14 +51,22 @@ def emergency_size(reserve: int) -> int:
     return min(RESERVE_BYTES, max(MIN_EMERGENCY, reserve // 2))
 
 
-def sqlite_headroom(path: Path) -> int:
-    """What SQLite may still take without another write: the log growing to its limit, and
-    the pages it holds copied into the database by the next checkpoint."""
+def wal_limit(reserve: int) -> int:
+    """The write-ahead log's size before a checkpoint, for a reserve: a quarter of it, between
+    1 MiB and SQLite's own 4 MiB (which a default 64 MiB reserve keeps, and no reserve too)."""
+    if reserve <= 0:
+        return WAL_MAX
+    return min(WAL_MAX, max(WAL_MIN, reserve // 4))
+
+
+def sqlite_headroom(path: Path, limit: int) -> int:
+    """What SQLite may still take without another write: the log growing to its ``limit``,
+    and the pages it holds copied into the database by the next checkpoint."""
     try:
         wal = os.stat(path / WAL_NAME).st_size
     except FileNotFoundError:
         wal = 0
-    return max(0, WAL_LIMIT - wal) + min(max(wal, WAL_LIMIT), 2 * WAL_LIMIT)
+    return max(0, limit - wal) + min(max(wal, limit), 2 * limit)
 
 
 def check(path: Path, incoming: int, reserve: int, *, inline_limit: int = 0) -> None:
@@ -68,7 +78,7 @@ def check(path: Path, incoming: int, reserve: int, *, inline_limit: int = 0) -> 
             raise InsufficientStorage()
         return
     inline = incoming if incoming <= inline_limit else 0
-    need = incoming + inline + COMMIT_SLACK + sqlite_headroom(path)
+    need = incoming + inline + COMMIT_SLACK + sqlite_headroom(path, wal_limit(reserve))
     if free - need < reserve:
         raise InsufficientStorage(
             f"the state server's disk has {free} bytes free; this write may take {need} and"
@@ -83,7 +93,7 @@ def check_fits(path: Path, reserve: int) -> None:
         return
     st = os.statvfs(path)
     total = st.f_blocks * st.f_frsize
-    if reserve + emergency_size(reserve) + 2 * WAL_LIMIT + COMMIT_SLACK >= total:
+    if reserve + emergency_size(reserve) + 2 * wal_limit(reserve) + COMMIT_SLACK >= total:
         raise ReserveTooLarge(
             f"--disk-reserve {reserve} bytes does not fit the disk holding {path}"
             f" ({total} bytes in all): give a smaller reserve or another --data"

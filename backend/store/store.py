@@ -79,7 +79,7 @@ class Store:
             self.data_dir, diskspace.emergency_size(limits.disk_reserve_bytes)
         )
         self.views = Views()
-        self._db = Database(self.path)
+        self._db = Database(self.path, wal_limit=diskspace.wal_limit(limits.disk_reserve_bytes))
         with self._db.read() as conn:
             self._buckets = {r[0] for r in conn.execute("SELECT name FROM buckets")}
         self.uploads = Uploads(self._db, self.files, limits, self.spool_dir, self._room)
