@@ -78,7 +78,11 @@ def check(path: Path, incoming: int, reserve: int, *, inline_limit: int = 0) -> 
             raise InsufficientStorage()
         return
     inline = incoming if incoming <= inline_limit else 0
-    need = incoming + inline + COMMIT_SLACK + sqlite_headroom(path, wal_limit(reserve))
+    need = incoming + inline + COMMIT_SLACK
+    limit = wal_limit(reserve)
+    if free - need - 3 * limit >= reserve:  # room whatever the log holds: no need to look
+        return
+    need += sqlite_headroom(path, limit)
     if free - need < reserve:
         raise InsufficientStorage(
             f"the state server's disk has {free} bytes free; this write may take {need} and"
