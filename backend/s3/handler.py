@@ -31,6 +31,7 @@ from backend.errors import (
     InvalidRequest,
     MethodNotAllowed,
     MissingContentLength,
+    NoSuchKey,
     S3Error,
     SlowDown,
 )
@@ -196,7 +197,10 @@ class Handler:
             # Keys are listable by every credential (workspace discovery), so saying that a key
             # does not exist leaks nothing; it lets `terraform init` probe the default workspace.
             if op in ("GetObject", "HeadObject") and not params.get("versionId"):
-                self.store.head(bucket, key)  # metadata only: inline
+                try:
+                    self.store.head(bucket, key)  # metadata only: inline
+                except NoSuchKey:  # without a delete marker's version id: not this caller's
+                    raise NoSuchKey(Key=key) from None
             raise
         payload = await self._body(conn, head, ex, op, verified.content_sha256)
         request = S3Request(

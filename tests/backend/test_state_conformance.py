@@ -144,6 +144,11 @@ def test_every_delete_adds_a_marker_and_reads_say_so(state_server: Running) -> N
     with pytest.raises(ClientError) as exc:
         s3.head_object(Bucket=BUCKET, Key="k")
     assert exc.value.response["ResponseMetadata"]["HTTPHeaders"]["x-amz-delete-marker"] == "true"
+    # another stage that may not read the key learns only that it does not exist
+    s3.delete_object(Bucket=BUCKET, Key="env:/staging/gone")
+    other = state_server.issue(policy="stage", stage="pr-9")
+    probe = raw_request(state_server.endpoint, "HEAD", f"/{BUCKET}/env:/staging/gone", other)
+    assert probe.status == 404 and "x-amz-version-id" not in probe.headers
     # a lock can be taken again over any number of markers
     s3.put_object(Bucket=BUCKET, Key="k", Body=b"lock", IfNoneMatch="*")
     assert s3.list_objects_v2(Bucket=BUCKET)["KeyCount"] == 1
