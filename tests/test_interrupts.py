@@ -14,8 +14,9 @@ app, real Terraform, real processes) shared by every test here:
 - a pg_version change (which replaces staging's project) is refused naming pg_version;
   --allow-replace is refused too while pr-147 forks staging, and deploys it once pr-147 is gone.
 
-About 3.5 minutes on an idle 2-core machine (two deploys in the fixture, two interrupted ones,
-their second deploys and destroys side by side, one cdktf destroy, one project replacement).
+Measured at 4 to 6.5 minutes on the shared 2-core machine, depending on its load (two deploys
+in the fixture, two interrupted ones, their second deploys and destroys side by side, one cdktf
+destroy, one project replacement).
 """
 
 from __future__ import annotations
