@@ -412,3 +412,35 @@ def test_an_app_folder_with_its_own_cdk_package_is_named_not_a_traceback(
         timeout=60,
     )
     assert (plain.returncode, plain.stderr) == (2, f"error: {message}\n")
+
+
+# -- item 2: init never overwrites ------------------------------------------------------------
+
+
+def test_init_appends_to_a_gitignore_and_refuses_an_existing_package_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".gitignore").write_text("*.log")  # no newline at the end
+    done = CliRunner().invoke(main, ["init", "--name", "shop"])
+    assert done.exit_code == 0, done.output
+    ignored = (tmp_path / ".gitignore").read_text()
+    assert ignored.startswith("*.log\n\n# forkstage (build and runtime output")
+    assert "node_modules/\n" in ignored and ".forkstage/\n" in ignored
+    assert ".gitignore (appended)" in done.stdout
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "package.json").write_text('{"name": "web"}\n')
+    before = _tree(other)
+    refused = CliRunner().invoke(main, ["init", "other", "--name", "shop"])
+    assert refused.exit_code == 2
+    lines = refused.stderr.strip().splitlines()
+    assert lines[0].startswith(f"{other}/package.json exists: add to it devDependencies {{")
+    assert '"miniflare": "4.20260426.0"' in lines[0]
+    assert lines[-1] == (
+        "Error: forkstage init writes nothing: 1 file(s) already there (init never overwrites)"
+    )
+    assert _tree(other) == before
+    bad = CliRunner().invoke(main, ["init", "third", "--name", "Ledger App!"])
+    assert bad.exit_code == 2 and not (tmp_path / "third").exists()
