@@ -187,6 +187,17 @@ class Installed:
     ) -> subprocess.CompletedProcess[str]:
         return self.run([str(self.bin / "forkstage"), *args], cwd=cwd, timeout=timeout, **extra)
 
+    def new_app(self, repo: Path, *args: str, name: str = APP_NAME) -> Path:
+        """Another app by the installed `forkstage init` (extra ``args``, e.g. ``--cdk cdktn``)
+        in a fresh git repository ``repo``, with this checkout's node_modules: for tests that
+        change their app (the shared one stays as init wrote it)."""
+        repo.mkdir(parents=True)
+        procs.run(["git", "init", "-q", "-b", "main"], cwd=repo, timeout=30, check=True)
+        done = self.forkstage("init", APP, "--name", name, *args, cwd=repo, timeout=60)
+        procs.assert_ok(done)
+        (repo / APP / "node_modules").symlink_to(REPO / "node_modules")
+        return repo / APP
+
     def unchanged(self) -> dict[str, bool]:
         """Each pre-existing file of the repository: still byte for byte what it was."""
         return {rel: digest(self.repo / rel) == sha for rel, sha in self.pre_existing.items()}
