@@ -56,8 +56,9 @@ def run_app(
             f'the app command {app!r} (cdktf.json "app") cannot start: {exc.strerror or exc}'
         ) from None
     output = (proc.stderr or proc.stdout).strip()
-    if proc.returncode == 2 and output and len(output.splitlines()) == 1:
-        raise BadInput(output.removeprefix("error: "))  # the app's own one-line refusal
+    last = output.splitlines()[-1] if output else ""
+    if proc.returncode == 2 and last.startswith("error: "):
+        raise BadInput(last.removeprefix("error: "))  # the app's own one-line refusal
     if proc.returncode != 0:
         raise Failed(f"synth failed: {output}")
     path = out / "stacks" / f"stack-{stage}" / "cdk.tf.json"
