@@ -93,8 +93,13 @@ def install_requirement(folder: Path) -> str:
         dist = metadata.distribution("forkstage")
     except metadata.PackageNotFoundError:
         return "forkstage"
-    pinned = f"forkstage=={dist.version}"
-    raw = dist.read_text("direct_url.json")
+    return requirement_from(dist.read_text("direct_url.json"), dist.version, folder)
+
+
+def requirement_from(raw: str | None, version: str, folder: Path) -> str:
+    """The pip requirement for an install described by ``raw`` (a direct_url.json, None when
+    installed from an index), for a pipeline in ``folder``'s repository."""
+    pinned = f"forkstage=={version}"
     if not raw:
         return pinned  # from an index
     try:
@@ -104,7 +109,9 @@ def install_requirement(folder: Path) -> str:
     url = str(doc.get("url", ""))
     vcs = doc.get("vcs_info")
     if isinstance(vcs, dict) and vcs.get("commit_id"):
-        return f"forkstage @ {vcs.get('vcs', 'git')}+{url}@{vcs['commit_id']}"
+        sub = doc.get("subdirectory")
+        tail = f"#subdirectory={sub}" if isinstance(sub, str) and sub else ""
+        return f"forkstage @ {vcs.get('vcs', 'git')}+{url}@{vcs['commit_id']}{tail}"
     if url.startswith("file://"):
         path = Path(unquote(urlsplit(url).path))
         root = git_root(folder)

@@ -444,3 +444,43 @@ def test_init_appends_to_a_gitignore_and_refuses_an_existing_package_json(
     assert _tree(other) == before
     bad = CliRunner().invoke(main, ["init", "third", "--name", "Ledger App!"])
     assert bad.exit_code == 2 and not (tmp_path / "third").exists()
+
+
+@pytest.mark.parametrize(
+    ("direct_url", "expected"),
+    [
+        (None, "forkstage==0.3.1"),  # from an index
+        (
+            {
+                "url": "https://git.example.invalid/org/forkstage.git",
+                "vcs_info": {"vcs": "git", "commit_id": "c" * 40, "requested_revision": "main"},
+            },
+            "forkstage @ git+https://git.example.invalid/org/forkstage.git@" + "c" * 40,
+        ),
+        (
+            {
+                "url": "https://git.example.invalid/mono.git",
+                "vcs_info": {"vcs": "git", "commit_id": "d" * 40},
+                "subdirectory": "tools/forkstage",
+            },
+            "forkstage @ git+https://git.example.invalid/mono.git@"
+            + "d" * 40
+            + "#subdirectory=tools/forkstage",
+        ),
+        (
+            {"url": "file://{repo}/vendor/forkstage-0.3.1-py3-none-any.whl"},
+            "./vendor/forkstage-0.3.1-py3-none-any.whl",
+        ),
+        ({"url": "file://{repo}", "dir_info": {"editable": True}}, "."),
+        ({"url": "file:///somewhere/else/forkstage-0.3.1-py3-none-any.whl"}, "forkstage==0.3.1"),
+    ],
+)
+def test_ci_install_follows_how_forkstage_was_installed(
+    tmp_path: Path, direct_url: dict[str, object] | None, expected: str
+) -> None:
+    from forkstage.scaffold import requirement_from
+
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    raw = None if direct_url is None else json.dumps(direct_url).replace("{repo}", str(repo))
+    assert requirement_from(raw, "0.3.1", repo / "infra") == expected
