@@ -190,7 +190,7 @@ def test_the_literal_cdktn_path(switched: App) -> None:
     outputs = json.loads(switched.forkstage("outputs", "--stage", "pr-1", "--json"))
     assert outputs["worker_name"] == "shop-api-pr-1"
     with _NO_PROXY.open(outputs["local_url"] + "/health", timeout=15) as response:
-        assert json.loads(response.read())["ok"] is True
+        assert json.loads(response.read()) == {"ok": True, "database": "app"}
 
     # A bare `npx cdktn destroy` with pr-1's environment destroys pr-1 alone.
     switched.ok(
