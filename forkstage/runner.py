@@ -174,18 +174,25 @@ class StageRun:
         """After Terraform stopped on an interrupt: release the lock if it is still ours, say
         what was done, and raise ``Interrupted``."""
         signum = streamed.signum or 2
-        released = False
+        lock = ""
         if self._holds_lock:
-            released = locks.release_own(self, since=started, until=time.time())
+            locks.release_own(self, since=started, until=time.time())
+            try:
+                left = self.reader.lock(self.stage.name)
+            except Failed:
+                left = None
+            lock = (
+                f"; the state is still locked by {locks.describe(left)} (forkstage unlock "
+                f"--stage {self.stage.name})"
+                if left
+                else "; the state lock is released"
+            )
         how = "was stopped at once" if streamed.forced else "stopped gracefully"
-        did = (
-            f"it had {', '.join(self.done)} (recorded in the state)"
-            if self.done
-            else "it had changed nothing yet"
-        )
+        did = f"it had {', '.join(self.done)}" if self.done else "it had changed nothing yet"
         if streamed.forced:
-            did += "; anything made since its last state write may be missing from the state"
-        lock = "; the state lock is released" if self._holds_lock or released else ""
+            did += "; what it made since its last state write may be missing from the state"
+        elif self.done:
+            did += " (recorded in the state)"
         raise interrupts.Interrupted(
             f"interrupted by {interrupts.signal_name(signum)}: {tool} {how}; {did}{lock}",
             signum,
