@@ -50,6 +50,12 @@ def test_the_wheel_carries_the_library_and_its_data_but_no_app(installed: Instal
         "backend/__main__.py",
     ):
         assert data in files, data
+    # every data file of the library's packages (schemas, templates, Node launchers, ...)
+    listed = procs.run(
+        ["git", "ls-files", "cdk", "backend", "localcloud", "forkstage"], cwd=REPO, timeout=30
+    ).stdout.split()
+    data = [f for f in listed if not f.endswith(".py") and (REPO / f).is_file()]
+    assert data and not [f for f in data if f not in files]
     launcher = next(installed.venv.glob("lib/python3*/site-packages/cdk/node/jsii-node"))
     assert launcher.stat().st_mode & 0o111
 
