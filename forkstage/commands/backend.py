@@ -81,6 +81,9 @@ def _limit_options(fn: Any) -> Any:
 @click.option("--tls-cert", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--bucket", default=None, help="Bucket made at start (default: the settings').")
+@click.option(
+    "--region", default=None, help="Signing region clients must use (default: the settings')."
+)
 @click.option("--quiet", is_flag=True, help="Do not log one line per request.")
 @_limit_options
 def serve(
@@ -90,6 +93,7 @@ def serve(
     tls_cert: Path | None,
     tls_key: Path | None,
     bucket: str | None,
+    region: str | None,
     quiet: bool,
     **limit_options: str | None,
 ) -> None:
@@ -116,6 +120,7 @@ def serve(
             limits=limits_from_options(DEFAULT_LIMITS, **limit_options),
             bucket=bucket or configured.bucket,
             quiet=quiet,
+            region=region or configured.region,
         )
     except ServeError as exc:
         raise _SERVE_ERRORS.get(exc.exit_code, Failed)(str(exc)) from None

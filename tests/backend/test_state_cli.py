@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 import boto3
 import pytest
 from click.testing import CliRunner, Result
-from conftest import BUCKET, Running, free_port
+from conftest import BUCKET, Running, free_port, raw_request
 
 from backend.s3 import credentials
 from forkstage.cli import main
@@ -222,6 +223,37 @@ def test_serve_prints_endpoint_logs_requests_and_stops(tmp_path: Path) -> None:
     assert "admin" in err
     assert admin.secret_access_key not in err + out and admin.access_key_id not in err + out
     assert "AWS4-HMAC-SHA256" not in err
+
+
+FORKSTAGE = [str(Path(sys.executable).parent / "forkstage")]
+
+
+def test_serve_signs_with_the_projects_region(tmp_path: Path) -> None:
+    """`forkstage backend serve` in a project checks the region Terraform's backend block sends."""
+    (tmp_path / "forkstage.toml").write_text(
+        '[app]\nname = "shop"\n[backend]\nregion = "eu-west-1"\n'
+    )
+    data, port = tmp_path / "state", free_port()
+    proc = subprocess.Popen(
+        [*FORKSTAGE, "backend", "serve", "--port", str(port), "--data", str(data), "--quiet"],
+        cwd=tmp_path,
+        env={**os.environ, "FORKSTAGE_HOME": str(tmp_path / "home")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("forkstage state server listening")
+        admin = credentials.load(data)[0]
+        # signed for us-east-1 (botocore would follow the region the error names)
+        wrong = raw_request(f"http://127.0.0.1:{port}", "GET", f"/{BUCKET}", admin)
+        assert (wrong.status, wrong.code) == (400, "AuthorizationHeaderMalformed")
+        assert b"<Region>eu-west-1</Region>" in wrong.body
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=10)
+    assert proc.returncode == 0
 
 
 def test_serve_rejects_bad_options(tmp_path: Path) -> None:
