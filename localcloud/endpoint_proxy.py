@@ -180,4 +180,6 @@ class ProxyClient:
         self.pid_path.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             self.control.unlink()
+        with contextlib.suppress(OSError):
+            self.control.parent.rmdir()  # our private folder, when nothing else is in it
         return pid is not None

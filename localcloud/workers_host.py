@@ -182,6 +182,8 @@ class WorkersHost:
         self.ready_path.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             self.control.unlink()
+        with contextlib.suppress(OSError):
+            self.control.parent.rmdir()  # our private folder, when nothing else is in it
         return stopped
 
     # -- requests ----------------------------------------------------------------------------------
