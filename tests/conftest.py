@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 from tests.installed import Installed, install
+
+# Property tests (sigv4, the fuzzers) run the same examples on every `make test`, in CI or not:
+# a red run is reproducible and a green one is not luck. FUZZ_RANDOM=1 explores (hypothesis
+# prints the failing example's blob to replay it).
+settings.register_profile(
+    "forkstage", derandomize="FUZZ_RANDOM" not in os.environ, database=None, print_blob=True
+)
+settings.load_profile("forkstage")
 
 
 @pytest.fixture(scope="session")
