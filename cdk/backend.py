@@ -6,10 +6,21 @@ nothing secret can land in cdk.tf.json.
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Any
 
 from cdk.core import S3Backend, TerraformStack
 from cdk.settings import BackendSettings
+
+
+def needs_skip_checksum(backend: BackendSettings) -> bool:
+    """Stores that are neither AWS nor the embedded server (R2, MinIO, ...) get
+    ``skip_s3_checksum``: R2 lists SHA-256 checksums only as COMPOSITE and community R2 setups
+    report failed writes without it (hashicorp/terraform #33847)."""
+    if backend.embedded or not backend.endpoint:
+        return False
+    host = (urllib.parse.urlsplit(backend.endpoint).hostname or "").lower()
+    return not (host == "amazonaws.com" or host.endswith(".amazonaws.com"))
 
 
 def s3_config(backend: BackendSettings) -> dict[str, Any]:
@@ -28,6 +39,8 @@ def s3_config(backend: BackendSettings) -> dict[str, Any]:
             skip_region_validation=True,
             skip_metadata_api_check=True,
         )
+    if needs_skip_checksum(backend):
+        config["skip_s3_checksum"] = True
     return config
 
 

@@ -18,6 +18,7 @@ urllib keeps the CLI's start-up free of an SDK import. ``FORKSTAGE_NEON_API_URL`
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -37,6 +38,9 @@ TIMEOUT = 10.0
 # Cloudflare account ids are 32 hex digits; forkstage.toml ships all zeros as a placeholder.
 _ACCOUNT_ID = re.compile(r"[0-9a-f]{32}")
 PLACEHOLDER_ACCOUNT_ID = "0" * 32
+# Set only by `forkstage ci rehearse` (its "remote" state server runs on 127.0.0.1): a loopback
+# S3 endpoint on the cloud target is otherwise the settings file's local default, left by mistake.
+LOOPBACK_STATE_HOOK = "FORKSTAGE_REHEARSAL_STATE"
 # Credentials Terraform's S3 backend and boto3 find without forkstage's help.
 _AWS_AMBIENT = ("AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI")
 
@@ -86,6 +90,13 @@ def static_problems(settings: Settings, environ: Mapping[str, str] | None = None
             problems.append(
                 f"FORKSTAGE_BACKEND_ENDPOINT (an http(s) URL, not {backend.endpoint!r})"
             )
+        elif _loopback(parts.hostname) and not env.get(LOOPBACK_STATE_HOOK):
+            problems.append(
+                f"FORKSTAGE_BACKEND_ENDPOINT (the state store's URL, e.g. R2's "
+                f"https://<account id>.r2.cloudflarestorage.com; {backend.endpoint} is this "
+                'machine) or, for AWS S3, [backend] endpoint = "" (no endpoint) with '
+                "FORKSTAGE_BACKEND_REGION"
+            )
     if not backend.bucket.strip():
         problems.append("FORKSTAGE_BACKEND_BUCKET (the state bucket)")
     pairs = (
@@ -99,6 +110,15 @@ def static_problems(settings: Settings, environ: Mapping[str, str] | None = None
             "(the state bucket's credentials; or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)"
         )
     return problems
+
+
+def _loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def check_static(settings: Settings, environ: Mapping[str, str] | None = None) -> None:
@@ -205,27 +225,126 @@ def check_cloudflare(
         )
 
 
+def check_workers_subdomain(
+    environ: Mapping[str, str],
+    account_id: str,
+    subdomain: str,
+    *,
+    base: str,
+    timeout: float = TIMEOUT,
+) -> None:
+    """The account's workers.dev subdomain is the one configured (``GET /accounts/{id}/workers/
+    subdomain``): a typo would otherwise deploy fine and post a dead preview URL."""
+    url = f"{base.rstrip('/')}/accounts/{account_id}/workers/subdomain"
+    answer = _get("Cloudflare", url, environ.get("CLOUDFLARE_API_TOKEN", ""), timeout)
+    if answer.status >= 500:
+        raise _unavailable("Cloudflare", answer)
+    result = answer.body.get("result")
+    actual = result.get("subdomain") if isinstance(result, dict) else None
+    if not _succeeded(answer) or not actual:
+        raise BadInput(
+            f"preflight: cannot read the workers.dev subdomain of Cloudflare account "
+            f"{account_id} (HTTP {answer.status}: {answer.message()}): register one in the "
+            "dashboard (Workers & Pages) and give the token Workers Scripts read access"
+        )
+    if actual != subdomain:
+        raise BadInput(
+            f"preflight: CLOUDFLARE_WORKERS_SUBDOMAIN is {subdomain!r} but the account's "
+            f"workers.dev subdomain is {actual!r}: set CLOUDFLARE_WORKERS_SUBDOMAIN={actual} "
+            "(or [cloudflare] workers_subdomain)"
+        )
+
+
+def check_hyperdrive_quota(
+    environ: Mapping[str, str],
+    settings: Settings,
+    stage: str,
+    *,
+    base: str,
+    timeout: float = TIMEOUT,
+) -> None:
+    """Before a preview's first deploy (no Hyperdrive named ``<app>-*-<stage>`` yet), the
+    account has room for one more configuration under ``[cloudflare] hyperdrive_limit``
+    (Cloudflare's cap: 10 on Free, 25 on Paid); else exit 2 naming the oldest previews to
+    prune, instead of failing halfway through the apply."""
+    account_id = settings.cloudflare_account_id.strip()
+    url = f"{base.rstrip('/')}/accounts/{account_id}/hyperdrive/configs"
+    answer = _get("Cloudflare", url, environ.get("CLOUDFLARE_API_TOKEN", ""), timeout)
+    if answer.status >= 500:
+        raise _unavailable("Cloudflare", answer)
+    if not _succeeded(answer) or not isinstance(answer.body.get("result"), list):
+        raise BadInput(
+            f"preflight: cannot list the Hyperdrive configurations of Cloudflare account "
+            f"{account_id} (HTTP {answer.status}: {answer.message()}): give the token "
+            "Hyperdrive read access"
+        )
+    configs = [c for c in answer.body["result"] if isinstance(c, dict)]
+    names = [str(c.get("name", "")) for c in configs]
+    prefix = f"{settings.app}-"
+    if any(n.startswith(prefix) and n.endswith(f"-{stage}") for n in names):
+        return  # deployed before: its configuration exists and is updated in place
+    limit = settings.hyperdrive_limit
+    if len(configs) < limit:
+        return
+    previews: dict[str, str] = {}
+    for config in sorted(configs, key=lambda c: str(c.get("created_on", ""))):
+        name = str(config.get("name", ""))
+        if not name.startswith(prefix):
+            continue
+        preview = _preview_of(settings, name.removeprefix(prefix))
+        if preview:
+            previews.setdefault(preview, str(config.get("created_on", "")))
+    need = len(configs) - limit + 1
+    oldest = ", ".join(list(previews)[:need]) or "none of this app's previews"
+    raise BadInput(
+        f"preflight: Cloudflare account {account_id} holds {len(configs)} Hyperdrive "
+        f"configurations, the limit is {limit} ([cloudflare] hyperdrive_limit): {stage} needs "
+        f"one more; prune the oldest previews first ({oldest}): forkstage destroy --stage <it>"
+    )
+
+
+def _preview_of(settings: Settings, rest: str) -> str | None:
+    """The referencing stage a ``<construct>-<stage>`` name ends with (shortest match)."""
+    parts = rest.split("-")
+    for k in range(1, len(parts)):
+        candidate = "-".join(parts[-k:])
+        try:
+            if settings.parse_stage(candidate).is_referencing:
+                return candidate
+        except ValueError:
+            continue
+    return None
+
+
 def _succeeded(answer: Answer) -> bool:
     return answer.status == 200 and answer.body.get("success") is True
 
 
 def check_live(
-    settings: Settings, environ: Mapping[str, str] | None = None, *, timeout: float = TIMEOUT
+    settings: Settings,
+    environ: Mapping[str, str] | None = None,
+    *,
+    timeout: float = TIMEOUT,
+    deploying: str | None = None,
 ) -> None:
-    """Both APIs accept the credentials (run after ``check_static``)."""
+    """Both APIs accept the credentials (run after ``check_static``), the workers.dev subdomain
+    is the account's, and a referencing stage being deployed (``deploying``) fits under the
+    Hyperdrive limit."""
     env = os.environ if environ is None else environ
+    cloudflare_api = env.get("FORKSTAGE_CLOUDFLARE_API_URL") or CLOUDFLARE_API_URL
     check_neon(
         env,
         settings.neon_org_id.strip(),
         base=env.get("FORKSTAGE_NEON_API_URL") or NEON_API_URL,
         timeout=timeout,
     )
-    check_cloudflare(
-        env,
-        settings.cloudflare_account_id.strip(),
-        base=env.get("FORKSTAGE_CLOUDFLARE_API_URL") or CLOUDFLARE_API_URL,
-        timeout=timeout,
+    account = settings.cloudflare_account_id.strip()
+    check_cloudflare(env, account, base=cloudflare_api, timeout=timeout)
+    check_workers_subdomain(
+        env, account, settings.cloudflare_workers_subdomain, base=cloudflare_api, timeout=timeout
     )
+    if deploying is not None and settings.parse_stage(deploying).is_referencing:
+        check_hyperdrive_quota(env, settings, deploying, base=cloudflare_api, timeout=timeout)
 
 
 def tooling_problems(
@@ -279,12 +398,13 @@ def preflight(
     live: bool = True,
     environ: Mapping[str, str] | None = None,
     cdktf: bool | str = False,
+    deploying: str | None = None,
 ) -> None:
     """The whole preflight: the tooling the run needs, then on the cloud target the keys (the
-    local cloud needs none)."""
+    local cloud needs none); ``deploying``: the stage a deploy is about to apply."""
     check_tooling(settings, cdktf=cdktf, environ=environ)
     if settings.target != "cloud":
         return
     check_static(settings, environ)
     if live:
-        check_live(settings, environ)
+        check_live(settings, environ, deploying=deploying)

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,16 @@ import boto3
 import pytest
 
 from backend.s3.credentials import ensure_admin
+from cdk.settings import Settings, load_settings
 from forkstage.errors import BadInput, Failed
-from forkstage.preflight import check_cloudflare, check_neon
+from forkstage.preflight import (
+    check_cloudflare,
+    check_hyperdrive_quota,
+    check_live,
+    check_neon,
+    check_workers_subdomain,
+    static_problems,
+)
 from localcloud.net import free_port
 from tests import procs
 from tests.wrapper_env import REPO
@@ -43,9 +52,12 @@ BAD_TOKEN = {"code": 1000, "message": "Invalid API Token"}
 
 
 class FakeApis(BaseHTTPRequestHandler):
-    """Neon's ``/api/v2/projects`` and Cloudflare's token/account endpoints, as the issue quotes."""
+    """Neon's ``/api/v2/projects`` and Cloudflare's token/account endpoints, as the issue quotes;
+    the account's workers.dev subdomain and Hyperdrive list (issue 20, Cloudflare API v4)."""
 
     seen: list[tuple[str, dict[str, list[str]]]] = []
+    subdomain = "acme"
+    hyperdrives: list[dict[str, Any]] = []
 
     def log_message(self, *args: Any) -> None:  # keep test output clean
         pass
@@ -86,6 +98,10 @@ class FakeApis(BaseHTTPRequestHandler):
                 self._cloudflare(False, None, 401)
         elif url.path == f"/cf/client/v4/accounts/{ACCOUNT}":
             self._cloudflare(True, {"id": ACCOUNT, "name": "Team"})
+        elif url.path == f"/cf/client/v4/accounts/{ACCOUNT}/workers/subdomain":
+            self._cloudflare(True, {"subdomain": FakeApis.subdomain})
+        elif url.path == f"/cf/client/v4/accounts/{ACCOUNT}/hyperdrive/configs":
+            self._cloudflare(True, FakeApis.hyperdrives)
         elif url.path.startswith("/cf/client/v4/accounts/"):
             self._send(
                 403,
@@ -135,6 +151,8 @@ def state_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
     try:
         yield {
             "FORKSTAGE_BACKEND_KIND": "s3",
+            # a loopback S3 endpoint on the cloud target is refused unless rehearsing
+            "FORKSTAGE_REHEARSAL_STATE": "1",
             "FORKSTAGE_BACKEND_ENDPOINT": f"http://127.0.0.1:{port}",
             "FORKSTAGE_STATE_ACCESS_KEY_ID": admin.access_key_id,
             "FORKSTAGE_STATE_SECRET_ACCESS_KEY": admin.secret_access_key,
@@ -262,6 +280,12 @@ LIVE_CASES = {
         2,
         f"cannot access Cloudflare account {OTHER_ACCOUNT} (HTTP 403: Unauthorized to access",
     ),
+    "typo'd workers.dev subdomain": (
+        {"CLOUDFLARE_WORKERS_SUBDOMAIN": "acne"},
+        2,
+        "CLOUDFLARE_WORKERS_SUBDOMAIN is 'acne' but the account's workers.dev subdomain is "
+        "'acme': set CLOUDFLARE_WORKERS_SUBDOMAIN=acme",
+    ),
     "neon unreachable": (
         {"FORKSTAGE_NEON_API_URL": f"http://127.0.0.1:{free_port()}/api/v2"},
         1,
@@ -294,7 +318,9 @@ def test_live_preflight_against_fake_apis(
         assert doc["target"] == f"cloud: Neon org {ORG}, Cloudflare account {account}"
         neon = [query for path, query in FakeApis.seen if path.endswith("/projects")]
         assert neon == [{"limit": ["1"], "org_id": [ORG]}]
-        assert f"/cf/client/v4/accounts/{ACCOUNT}" in [path for path, _ in FakeApis.seen]
+        called = [path for path, _ in FakeApis.seen]
+        assert f"/cf/client/v4/accounts/{ACCOUNT}" in called
+        assert f"/cf/client/v4/accounts/{ACCOUNT}/workers/subdomain" in called
     else:
         assert words in doc["error"] and doc["exit_code"] == code
         assert doc["error"].startswith("preflight: ")
@@ -399,3 +425,95 @@ def test_local_target_says_so_and_needs_no_credentials(
         ).stdout
     )
     assert (doc["target"], doc["nothing_to_destroy"]) == ("local cloud", True)
+
+
+def cloud_settings(**env: str) -> Settings:
+    return load_settings(
+        REPO, {"FORKSTAGE_TARGET": "cloud", "CLOUDFLARE_ACCOUNT_ID": ACCOUNT, **env}
+    )
+
+
+def test_a_loopback_s3_endpoint_on_the_cloud_target_is_a_static_problem() -> None:
+    """Issue 20: kind s3 with the settings file's 127.0.0.1 endpoint (an AWS user who set no
+    endpoint, or a forgotten FORKSTAGE_BACKEND_ENDPOINT) names what to set; the region is read
+    from FORKSTAGE_BACKEND_REGION."""
+    keys = {"FORKSTAGE_STATE_ACCESS_KEY_ID": "k", "FORKSTAGE_STATE_SECRET_ACCESS_KEY": "s"}
+    env = {"FORKSTAGE_BACKEND_KIND": "s3", "FORKSTAGE_BACKEND_REGION": "eu-west-3", **keys}
+    settings = cloud_settings(**env)
+    assert settings.backend.region == "eu-west-3"
+    [problem] = [p for p in static_problems(settings, env) if "BACKEND" in p]
+    assert problem.startswith("FORKSTAGE_BACKEND_ENDPOINT (the state store's URL")
+    assert "http://127.0.0.1:4599 is this machine" in problem
+    assert 'for AWS S3, [backend] endpoint = "" (no endpoint)' in problem
+    localhost = {**env, "FORKSTAGE_BACKEND_ENDPOINT": "https://localhost:9000"}
+    assert any(
+        "localhost:9000 is this machine" in p
+        for p in static_problems(cloud_settings(**localhost), localhost)
+    )
+    r2 = {**env, "FORKSTAGE_BACKEND_ENDPOINT": f"https://{ACCOUNT}.r2.cloudflarestorage.com"}
+    assert not [p for p in static_problems(cloud_settings(**r2), r2) if "BACKEND" in p]
+    rehearsal = {**env, "FORKSTAGE_REHEARSAL_STATE": "1"}
+    assert not [
+        p for p in static_problems(cloud_settings(**rehearsal), rehearsal) if "BACKEND" in p
+    ]
+
+
+def hyperdrive(name: str, created: str) -> dict[str, Any]:
+    return {"id": name[-8:], "name": name, "created_on": created, "origin": {"host": "h"}}
+
+
+def test_the_hyperdrive_limit_is_checked_before_a_previews_first_deploy(apis: str) -> None:
+    """Issue 20: one Hyperdrive per preview; at ``[cloudflare] hyperdrive_limit`` (default 10,
+    Cloudflare Free) a new preview exits 2 naming the oldest previews to prune, while a preview
+    that already has its configuration, or the owner stage, passes."""
+    env = {"CLOUDFLARE_API_TOKEN": USER_TOKEN}
+    base = f"{apis}/cf/client/v4"
+    settings = cloud_settings()
+    assert settings.hyperdrive_limit == 10
+    others = [hyperdrive(f"shop-db-{i}", f"2026-11-0{i}T00:00:00Z") for i in range(1, 4)]
+    previews = [
+        hyperdrive(f"forkstage-hyperdrive-pr-{n}", f"2026-12-{day:02d}T00:00:00Z")
+        for n, day in ((30, 5), (12, 1), (7, 3), (41, 2), (50, 4), (51, 6), (52, 7))
+    ]
+    FakeApis.hyperdrives = others + previews  # 10 configurations
+    try:
+        with pytest.raises(BadInput) as refused:
+            check_hyperdrive_quota(env, settings, "pr-60", base=base)
+        assert str(refused.value) == (
+            f"preflight: Cloudflare account {ACCOUNT} holds 10 Hyperdrive configurations, the "
+            "limit is 10 ([cloudflare] hyperdrive_limit): pr-60 needs one more; prune the "
+            "oldest previews first (pr-12): forkstage destroy --stage <it>"
+        )
+        check_hyperdrive_quota(env, settings, "pr-30", base=base)  # redeploy: no new config
+        FakeApis.hyperdrives = others + previews[:6]  # 9: room for one
+        check_hyperdrive_quota(env, settings, "pr-60", base=base)
+        lower = replace(settings, hyperdrive_limit=7)
+        with pytest.raises(
+            BadInput, match=r"prune the oldest previews first \(pr-12, pr-41, pr-7\)"
+        ):
+            check_hyperdrive_quota(env, lower, "pr-60", base=base)
+        # check_live runs it only for a referencing stage being deployed
+        full = {
+            **env,
+            "NEON_API_KEY": NEON_KEY,
+            "CLOUDFLARE_WORKERS_SUBDOMAIN": "acme",
+            "FORKSTAGE_NEON_API_URL": f"{apis}/neon/api/v2",
+            "FORKSTAGE_CLOUDFLARE_API_URL": base,
+        }
+        check_live(replace(lower, cloudflare_workers_subdomain="acme"), full, deploying="staging")
+        with pytest.raises(BadInput, match="holds 9 Hyperdrive configurations"):
+            check_live(replace(lower, cloudflare_workers_subdomain="acme"), full, deploying="pr-60")
+    finally:
+        FakeApis.hyperdrives = []
+
+
+def test_the_workers_subdomain_is_read_from_the_account(apis: str) -> None:
+    env = {"CLOUDFLARE_API_TOKEN": USER_TOKEN}
+    base = f"{apis}/cf/client/v4"
+    check_workers_subdomain(env, ACCOUNT, "acme", base=base)
+    with pytest.raises(
+        BadInput, match="subdomain is 'acme': set CLOUDFLARE_WORKERS_SUBDOMAIN=acme"
+    ):
+        check_workers_subdomain(env, ACCOUNT, "acne", base=base)
+    with pytest.raises(BadInput, match=r"cannot read the workers.dev subdomain .* \(HTTP 403"):
+        check_workers_subdomain(env, OTHER_ACCOUNT, "acme", base=base)

@@ -283,8 +283,8 @@ def test_neon_settings_database_urls_and_the_password_guard(outdir: Path, tmp_pa
     assert (
         pr_endpoint["autoscaling_limit_min_cu"],
         pr_endpoint["autoscaling_limit_max_cu"],
-        pr_endpoint["suspend_timeout_seconds"],
-    ) == (0.25, 0.25, 300)
+    ) == (0.25, 0.25)
+    assert "suspend_timeout_seconds" not in pr_endpoint  # issue 20: only when configured
     for cfg in (staging, pr):
         endpoint_name, _ = single(cfg["resource"], "neon_endpoint")
         password_name, password = single(cfg["data"], "neon_branch_role_password")

@@ -28,6 +28,11 @@ Deliberate changes of issue 19 (guards in the config), lifecycle settings only, 
 changes: ``prevent_destroy`` on the project and branch of the owner (staging) and protected
 (prod) stages, and on every stage that owns its project ``replace_triggered_by`` on the branch
 (the project's id) and the endpoint (the branch's id): a new project holds none of the old one's.
+
+Deliberate changes of issue 20 (the provider audit), pr-147 only: ``caching { disabled = true }``
+on the preview's Hyperdrive (reads are not cached for 60 s; an in-place update), and no
+``suspend_timeout_seconds`` on its endpoint (sent only when configured: a paid-plan setting on
+Neon; Optional+Computed, so dropping it keeps the deployed value and plans nothing).
 """
 
 from __future__ import annotations

@@ -51,6 +51,8 @@ UPGRADE = {
         {"address": "neon_project.db_project_FA782935", "action": "update"},
     ],
     "pr-147": [
+        # issue 20: previews' Hyperdrive stops caching reads (caching.disabled)
+        {"address": "cloudflare_hyperdrive_config.hyperdrive_config_3666ADBD", "action": "update"},
         WORKER,
         SUBDOMAIN,
         {"address": "neon_endpoint.branch_endpoint_2D35CFE5", "action": "update"},

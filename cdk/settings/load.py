@@ -23,8 +23,8 @@ from cdk.settings.sections import (
 def load_settings(root: Path, environ: dict[str, str] | None = None) -> Settings:
     """Read ``forkstage.toml`` under root (missing file = all defaults); strict about its shape.
 
-    ``FORKSTAGE_BACKEND_KIND`` / ``_ENDPOINT`` / ``_BUCKET`` override the backend, so CI can point
-    the same project at a real bucket (or tests at their own port) without editing the file.
+    ``FORKSTAGE_BACKEND_KIND`` / ``_ENDPOINT`` / ``_BUCKET`` / ``_REGION`` override the backend,
+    so CI can point the same project at a real bucket (or tests at their own port) without editing the file.
     """
     env = dict(os.environ if environ is None else environ)
     path = root / SETTINGS_FILE
@@ -59,7 +59,7 @@ def load_settings(root: Path, environ: dict[str, str] | None = None) -> Settings
         endpoint=endpoint.rstrip("/"),
         bucket=bucket,
         key=be.get("key", db.key),
-        region=be.get("region", db.region),
+        region=env.get("FORKSTAGE_BACKEND_REGION") or be.get("region", db.region),
     )
     target = env_choice(
         env, "FORKSTAGE_TARGET", ("local", "cloud"), data.get("target", {}).get("kind", d.target)
@@ -84,6 +84,8 @@ def load_settings(root: Path, environ: dict[str, str] | None = None) -> Settings
         or cf.get("account_id", d.cloudflare_account_id),
         compatibility_date=cf.get("compatibility_date", d.compatibility_date),
         cloudflare_workers_subdomain=workers_subdomain(env, cf),
+        hyperdrive_caching=cf.get("hyperdrive_caching", d.hyperdrive_caching),
+        hyperdrive_limit=_hyperdrive_limit(cf, d.hyperdrive_limit),
         worker_dir=paths.get("worker", d.worker_dir),
         migrations_dir=paths.get("migrations", d.migrations_dir),
         backend=backend,
@@ -100,3 +102,14 @@ def _suspend_after(local: dict[str, Any], default: int) -> int:
             f"{SETTINGS_FILE}: local.suspend_after must be 0 (never) .. 604800 seconds (e.g. 300)"
         )
     return int(seconds)
+
+
+def _hyperdrive_limit(cf: dict[str, Any], default: int) -> int:
+    """``[cloudflare] hyperdrive_limit``: the account's Hyperdrive cap (10 Free, 25 Paid)."""
+    limit = cf.get("hyperdrive_limit", default)
+    if not 1 <= limit <= 10000:
+        raise SettingsError(
+            f"{SETTINGS_FILE}: cloudflare.hyperdrive_limit must be 1 .. 10000 "
+            "(10 on Free, 25 on Paid)"
+        )
+    return int(limit)

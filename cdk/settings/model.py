@@ -37,7 +37,9 @@ class BackendSettings:
 # there (kislerdm/neon provider/resource_project.go; provider issue #176).
 FREE_PLAN_RETENTION = 21600
 # Cheap compute for referencing stages' endpoints unless [neon.compute] says otherwise.
-REFERENCING_COMPUTE = {"min_cu": 0.25, "max_cu": 0.25, "suspend_timeout_seconds": 300}
+REFERENCING_COMPUTE = {"min_cu": 0.25, "max_cu": 0.25}
+# Hyperdrive configurations per Cloudflare account on the Free plan (25 on Paid); one per preview.
+HYPERDRIVE_LIMIT = 10
 
 
 @dataclass(frozen=True)
@@ -49,16 +51,15 @@ class NeonCompute:
     suspend_timeout_seconds: int | None = None
 
     def for_stage(self, referencing: bool) -> NeonCompute:
-        """Referencing stages fill the cheap defaults; owner stages keep only what is set."""
+        """Referencing stages fill the cheap CU defaults; owner stages keep only what is set.
+        ``suspend_timeout_seconds`` is sent only when set: changing it is a paid-plan feature."""
         if not referencing:
             return self
         d = REFERENCING_COMPUTE
         return NeonCompute(
             min_cu=d["min_cu"] if self.min_cu is None else self.min_cu,
             max_cu=d["max_cu"] if self.max_cu is None else self.max_cu,
-            suspend_timeout_seconds=int(d["suspend_timeout_seconds"])
-            if self.suspend_timeout_seconds is None
-            else self.suspend_timeout_seconds,
+            suspend_timeout_seconds=self.suspend_timeout_seconds,
         )
 
 
@@ -83,6 +84,12 @@ class Settings:
     cloudflare_account_id: str = ""
     compatibility_date: str = "2025-09-01"
     cloudflare_workers_subdomain: str = PLACEHOLDER_WORKERS_SUBDOMAIN
+    # [cloudflare] hyperdrive_caching: "on"/"off"; "" = off for referencing stages (a preview
+    # reads its own writes), Cloudflare's default (on: 60 s max age) for the others
+    hyperdrive_caching: Literal["", "on", "off"] = ""
+    # [cloudflare] hyperdrive_limit: the account's Hyperdrive cap, checked before a preview's
+    # first deploy (10 on Free, 25 on Paid)
+    hyperdrive_limit: int = HYPERDRIVE_LIMIT
     worker_dir: str = "worker"
     migrations_dir: str = "migrations"
     target: Literal["local", "cloud"] = "local"
@@ -91,6 +98,12 @@ class Settings:
     ci_install: str = ""
     # [local] suspend_after: seconds an idle local endpoint keeps running (0: never suspended)
     local_suspend_after: int = 300
+
+    def hyperdrive_caching_disabled(self, referencing: bool) -> bool | None:
+        """``caching.disabled`` for a stage's Hyperdrive; None leaves Cloudflare's default."""
+        if self.hyperdrive_caching:
+            return self.hyperdrive_caching == "off"
+        return True if referencing else None
 
     @property
     def worker_path(self) -> Path:

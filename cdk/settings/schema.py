@@ -36,6 +36,8 @@ SCHEMA: dict[str, dict[str, tuple[_Kind, str]]] = {
         "account_id": (str, '""'),
         "compatibility_date": (str, '"2025-09-01"'),
         "workers_subdomain": (str, '"my-team"'),
+        "hyperdrive_caching": (("on", "off"), ""),
+        "hyperdrive_limit": (int, "10"),
     },
     "backend": {
         "kind": (("embedded", "s3"), ""),
