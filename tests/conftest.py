@@ -19,6 +19,21 @@ settings.register_profile(
 settings.load_profile("forkstage")
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Under CI a skip is a failure (a missing prerequisite must not turn CI green without
+    running anything), except in the opt-in cloud suite (marker ``cloud``)."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if "CI" not in os.environ or not report.skipped or item.get_closest_marker("cloud"):
+        return
+    if hasattr(report, "wasxfail"):
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    report.outcome = "failed"
+    report.longrepr = f"skipped under CI, where every test must run: {reason}"
+
+
 @pytest.fixture(scope="session")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     """forkstage's wheel in a venv outside the checkout, and `forkstage init infra --name shop`
