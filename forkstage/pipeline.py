@@ -74,7 +74,7 @@ class Pipeline:
         self.target = preflight.target_line(run.settings)
         self._begun = False
 
-    def begin(self) -> None:
+    def begin(self, *, deploying: str | None = None) -> None:
         """The target first, then the preflight: a refusal leaves nothing written. Once per
         pipeline (a cascaded destroy comes back here for the owner)."""
         if self._begun:
@@ -82,7 +82,9 @@ class Pipeline:
         self.run.reporter.target(self.target)
         # its cdktf-cli (cdktn-cli) is checked up front
         cli = self.applier.cli if isinstance(self.applier, CdktfApplier) else False
-        preflight.preflight(self.run.settings, live=self.live_preflight, cdktf=cli)
+        preflight.preflight(
+            self.run.settings, live=self.live_preflight, cdktf=cli, deploying=deploying
+        )
         self._begun = True
 
     @contextlib.contextmanager
@@ -106,6 +108,7 @@ class Pipeline:
 
     def deploy(self) -> RunResult:
         run, started = self.run, time.perf_counter()
+        self.begin(deploying=run.stage.name)  # a first preview deploy counts Hyperdrives
         with running(run.home, run.stage.name, "deploy"), self._prepared():
             guarded = guards.guarded_addresses(run.stack_dir)
             if not guarded:

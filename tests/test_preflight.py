@@ -517,3 +517,25 @@ def test_the_workers_subdomain_is_read_from_the_account(apis: str) -> None:
         check_workers_subdomain(env, ACCOUNT, "acne", base=base)
     with pytest.raises(BadInput, match=r"cannot read the workers.dev subdomain .* \(HTTP 403"):
         check_workers_subdomain(env, OTHER_ACCOUNT, "acme", base=base)
+
+
+def test_a_preview_deploy_over_the_hyperdrive_limit_exits_2_writing_nothing(
+    tmp_path: Path, apis: str, state_server: dict[str, str]
+) -> None:
+    """The deploy command runs the count: the 11th preview is refused before synth or state."""
+    FakeApis.hyperdrives = [
+        hyperdrive(f"forkstage-hyperdrive-pr-{n}", f"2026-12-{n:02d}T00:00:00Z")
+        for n in range(1, 11)
+    ]
+    try:
+        home = tmp_path / "home"
+        done = forkstage(home, "deploy", "--stage", "pr-60", **good_env(apis, state_server))
+        assert done.returncode == 2, procs.failure(done)
+        assert done.stderr.splitlines()[-1] == (
+            f"Error: preflight: Cloudflare account {ACCOUNT} holds 10 Hyperdrive "
+            "configurations, the limit is 10 ([cloudflare] hyperdrive_limit): pr-60 needs one "
+            "more; prune the oldest previews first (pr-1): forkstage destroy --stage <it>"
+        )
+        assert bucket_keys(state_server) == []
+    finally:
+        FakeApis.hyperdrives = []
