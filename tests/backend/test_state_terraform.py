@@ -231,33 +231,48 @@ def test_concurrent_applies_one_loses_the_lock(state_server: Running, terraform_
     assert resource["instances"][0]["attributes"]["triggers_replace"]["value"] == ["b"]
 
 
-def test_two_real_applies_race_without_lost_update(state_server: Running, terraform_dir) -> None:
-    """Two applies started together: one wins, the other fails to lock or waits; none is lost."""
+def test_two_real_applies_race_without_lost_update(
+    state_server: Running, terraform_dir, tmp_path: Path
+) -> None:
+    """Two applies started together: exactly one takes the lock, the other is refused it; the
+    state holds the winner's value. The lock holder's apply waits (a local-exec step) until the
+    other has returned, so the two always overlap: a broken lock lets both win."""
     running = state_server
+    flag = tmp_path / "other-returned"
     config = staging_config(running.endpoint)
     config += 'resource "terraform_data" "n" {\n  input = var.n\n}\nvariable "n" {}\n'
+    config += f"""
+resource "terraform_data" "gate" {{
+  triggers_replace = [var.n]
+  provisioner "local-exec" {{
+    command = "for i in $(seq 600); do [ -e {flag} ] && exit 0; sleep 0.1; done; exit 1"
+  }}
+}}
+"""
     dirs = [terraform_dir(config, running.admin, extra={"TF_WORKSPACE": "staging"}) for _ in "ab"]
     s3 = running.client()
     for tf in dirs:
         tf.ok("init", "-no-color")
     results: list[object] = [None, None]
+    order: list[int] = []
 
     def apply(i: int) -> None:
         results[i] = dirs[i].run("apply", "-auto-approve", "-no-color", "-var", f"n={i}")
+        order.append(i)
+        flag.touch()  # the first to return lets the lock holder finish
 
     threads = [threading.Thread(target=apply, args=(i,)) for i in range(2)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=120)
-    codes = sorted(r.returncode for r in results)  # type: ignore[attr-defined]
-    final = json.loads(s3.get_object(Bucket=BUCKET, Key=STAGING_KEY)["Body"].read())
+        t.join(timeout=150)
     winners = [i for i, r in enumerate(results) if r.returncode == 0]  # type: ignore[attr-defined]
-    if codes == [0, 1]:
-        loser = results[1 - winners[0]]
-        assert "Error acquiring the state lock" in loser.stderr  # type: ignore[attr-defined]
-    else:  # the two runs did not overlap at all: both succeed one after the other
-        assert codes == [0, 0]
+    assert len(winners) == 1, [r.stderr for r in results]  # type: ignore[attr-defined]
+    (winner,) = winners
+    loser = results[1 - winner]
+    assert loser.returncode == 1  # type: ignore[attr-defined]
+    assert "Error acquiring the state lock" in loser.stderr  # type: ignore[attr-defined]
+    assert order == [1 - winner, winner]
+    final = json.loads(s3.get_object(Bucket=BUCKET, Key=STAGING_KEY)["Body"].read())
     (n,) = [r for r in final["resources"] if r["name"] == "n"]
-    assert n["instances"][0]["attributes"]["input"]["value"] in {"0", "1"}
-    assert final["serial"] >= len(winners)
+    assert n["instances"][0]["attributes"]["input"]["value"] == str(winner)
