@@ -14,7 +14,7 @@ app, real Terraform, real processes) shared by every test here:
 - a pg_version change (which replaces staging's project) is refused naming pg_version;
   --allow-replace is refused too while pr-147 forks staging, and deploys it once pr-147 is gone.
 
-Measured at 4 to 6.5 minutes on the shared 2-core machine, depending on its load (two deploys
+Measured at 2.8 to 6.5 minutes on the shared 2-core machine, depending on its load (two deploys
 in the fixture, two interrupted ones, their second deploys and destroys side by side, one cdktf
 destroy, one project replacement).
 """
