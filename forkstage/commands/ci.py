@@ -68,7 +68,7 @@ def ci() -> None:
     "--python", "python_version", default="3.11", show_default=True, help="Python version in CI."
 )
 @click.option(
-    "--node", "node_version", default="20", show_default=True, help="Node.js major version in CI."
+    "--node", "node_version", default="22", show_default=True, help="Node.js major version in CI."
 )
 @click.option(
     "--image",
