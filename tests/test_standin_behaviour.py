@@ -21,6 +21,7 @@ import pytest
 from cdk.neon import password_postcondition
 from forkstage.engine import run_terraform
 from localcloud import live_workers
+from localcloud.cloudflare import Account
 from localcloud.neon import ControlPlane
 from tests.test_local_providers import ACCOUNT, PROVIDERS, REQUIRED, Terraform, worker
 
@@ -197,6 +198,8 @@ PLAN_ROWS = [
     # cloudflare (hyperdrive_config/schema.go, workers_script/schema.go).
     (1, "resource.cloudflare_hyperdrive_config.h.name", "rows-h2", H, "update"),
     (2, "resource.cloudflare_hyperdrive_config.h.account_id", "f" * 32, H, "replace"),
+    # caching is a plain Optional nested attribute: in place (issue 20)
+    (3, "resource.cloudflare_hyperdrive_config.h.caching", {"disabled": True}, H, "update"),
     (1, "resource.cloudflare_workers_script.w.compatibility_date", "2025-10-01", W, "update"),
     (2, "resource.cloudflare_workers_script.w.script_name", "rows-w2", W, "replace"),
     (3, "resource.cloudflare_workers_script.w.account_id", "f" * 32, W, "replace"),
@@ -278,3 +281,19 @@ def test_an_empty_role_password_fails_the_postcondition_naming_branch_and_role(
     text = " ".join(done.stderr.split())
     assert "Neon returned an empty password for role nobody on branch b" in text
     assert "NEON_API_KEY" in text and 'store_password = "yes"' in text
+
+
+def test_hyperdrive_caching_is_stored_and_an_unchanged_redeploy_plans_nothing(rows: Rows) -> None:
+    """Issue 20: the stand-in keeps ``caching`` as sent, and a second plan with it is a no-op,
+    as cloudflare/cloudflare v5.17.0+ whose Read keeps what the API does not return
+    (hyperdrive_config/custom.go); v5.14.0-v5.16.x planned an update on every deploy."""
+    off = setter("resource.cloudflare_hyperdrive_config.h.caching", {"disabled": True})
+    rows.apply(off)
+    try:
+        state = json.loads(Account(rows.tf.home).state_file.read_text())
+        configs = [c for c in state["hyperdrive"].values() if c.get("name") == "rows-h"]
+        assert [c["caching"] for c in configs] == [{"disabled": True}]
+        assert rows.actions(off)[H] == "no-op"
+    finally:
+        rows.apply(lambda c: None)
+    assert rows.actions()[H] == "no-op"

@@ -373,8 +373,18 @@ def bootstrap_cmd(
         steps = bootstrap(s3, bucket, region=region, r2=r2)
     except (ClientError, BotoCoreError) as exc:
         raise s3_failed(exc, target) from None
+    from forkstage.ci.policies import render_policies, state_policies
+
+    owner_stage = project.settings.owner_stage if project else "staging"
+    names = dict(bucket=bucket, key=configured.key, owner_stage=owner_stage)
     if as_json:
-        click.echo(json.dumps({"bucket": bucket, "steps": [s.to_json() for s in steps]}, indent=2))
+        policies = {p.name: p.document or p.r2_scope for p in state_policies(**names)}
+        steps_json = [s.to_json() for s in steps]
+        click.echo(
+            json.dumps({"bucket": bucket, "steps": steps_json, "policies": policies}, indent=2)
+        )
         return
     for step in steps:
         click.echo(f"{step.name}: {step.status}" + (f" ({step.detail})" if step.detail else ""))
+    click.echo("\nState credentials for the rendered pipelines:\n")
+    click.echo(render_policies(**names, r2=r2), nl=False)
