@@ -231,14 +231,19 @@ def ensure_running(backend: BackendSettings, home: Path) -> None:
                 cwd=home,
                 env={**isolated_env(), "FORKSTAGE_HOME": str(home)},
             )
-        pid_file(home).write_text(f"{proc.pid}\n")
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
             if proc.poll() is not None:
+                # the pid file still names the server that is running, if one is (e.g. this
+                # home's, on the port it had before FORKSTAGE_BACKEND_ENDPOINT changed)
+                said = _last_line(log)
                 raise Failed(
-                    f"the embedded state server exited (code {proc.returncode}); see {log}"
+                    f"the embedded state server exited (code {proc.returncode})"
+                    + (f": {said}" if said else "")
+                    + f"; see {log}"
                 )
             if _responds(backend.endpoint):
+                pid_file(home).write_text(f"{proc.pid}\n")
                 _OURS.add((backend.endpoint, home))
                 return
             time.sleep(0.05)
@@ -246,6 +251,17 @@ def ensure_running(backend: BackendSettings, home: Path) -> None:
         raise Failed(
             f"the embedded state server did not answer within {READY_TIMEOUT:.0f}s; see {log}"
         )
+
+
+def _last_line(log: Path) -> str:
+    """The server's last log line (its reason for exiting), without the ``error:`` prefix."""
+    try:
+        with log.open("rb") as handle:
+            handle.seek(max(handle.seek(0, os.SEEK_END) - 4096, 0))
+            lines = handle.read().decode(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1].removeprefix("error: ").strip()[:300] if lines else ""
 
 
 def isolated_env() -> dict[str, str]:

@@ -484,3 +484,30 @@ def test_ci_install_follows_how_forkstage_was_installed(
     (repo / ".git").mkdir(parents=True)
     raw = None if direct_url is None else json.dumps(direct_url).replace("{repo}", str(repo))
     assert requirement_from(raw, "0.3.1", repo / "infra") == expected
+
+
+def test_a_second_server_for_the_same_home_says_why_and_the_first_can_still_be_stopped(
+    tmp_path: Path,
+) -> None:
+    """The endpoint's port changed while this home's server runs: the new one refuses the
+    data folder, the error says so, and `backend stop` still finds the running one."""
+    (tmp_path / "forkstage.toml").write_text('[app]\nname = "shop"\n')
+    home = tmp_path / "home"
+    first, second = (f"http://127.0.0.1:{free_port()}" for _ in range(2))
+
+    def backend(command: str, endpoint: str) -> subprocess.CompletedProcess[str]:
+        env = _env(tmp_path, FORKSTAGE_HOME=str(home), FORKSTAGE_BACKEND_ENDPOINT=endpoint)
+        return procs.run([FORKSTAGE, "backend", command], cwd=tmp_path, env=env, timeout=60)
+
+    procs.assert_ok(backend("start", first))
+    try:
+        again = backend("start", second)
+        assert again.returncode == 1
+        assert again.stderr.startswith(
+            "Error: the embedded state server exited (code 3): another state server is "
+            f"already using {home / 'state'}; see "
+        )
+    finally:
+        stopped = backend("stop", second)
+    assert stopped.stdout == "state server stopped\n"
+    assert not _listening(first)
