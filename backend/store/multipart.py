@@ -32,7 +32,7 @@ from backend.errors import (
 )
 from backend.limits import Limits
 from backend.payload import CHUNK, Payload, PayloadSink
-from backend.store import quota, retention, versions
+from backend.store import completed, quota, retention, versions
 from backend.store.db import Database
 from backend.store.objectfiles import ObjectFiles
 from backend.store.quota import Quota
@@ -47,7 +47,6 @@ from backend.store.records import (
 
 Wanted = list[tuple[int, str, dict[str, str]]]
 COMPOSITE = " composite"  # suffix of ``uploads.algorithm`` for a COMPOSITE checksum type
-COMPLETED_KEPT = 10_000  # completed uploads remembered at most (each for upload_expiry_hours)
 
 
 def split_algorithm(column: str | None) -> tuple[str | None, str | None]:
@@ -70,32 +69,6 @@ def _upload(
     if row is None:
         raise NoSuchUpload(UploadId=upload_id)
     return row[0], json.loads(row[1]), row[2]
-
-
-def _completed(conn: sqlite3.Connection, upload_id: str, bucket: str, key: str) -> ObjectMeta:
-    """What an upload completed earlier became (S3 answers a retried Complete with it)."""
-    row = conn.execute(
-        "SELECT version_id, etag, checksums, created FROM completed"
-        " WHERE upload_id=? AND bucket=? AND key=?",
-        (upload_id, bucket, key),
-    ).fetchone()
-    if row is None:
-        raise NoSuchUpload(UploadId=upload_id)
-    return ObjectMeta(
-        bucket=bucket,
-        key=key,
-        version_id=row[0],
-        seq=0,
-        deleted=False,
-        size=0,
-        etag=row[1],
-        sha256="",
-        content_type="",
-        checksums=json.loads(row[2]),
-        metadata={},
-        created=row[3],
-        parts=0,
-    )
 
 
 class Uploads:
@@ -212,7 +185,7 @@ class Uploads:
             try:
                 content_type, metadata, column = _upload(conn, upload_id, bucket, key)
             except NoSuchUpload:
-                return _completed(conn, upload_id, bucket, key)
+                return completed.recall(conn, upload_id, bucket, key)
             algo, kind = split_algorithm(column)
             if checksum_type is not None and checksum_type != (kind or "FULL_OBJECT"):
                 raise InvalidRequest(
@@ -262,7 +235,7 @@ class Uploads:
             meta, files = versions.insert(conn, bucket, key, body, self._limits, parts=len(chosen))
             files += retention.drop_upload(conn, upload_id)
             quota.enforce(conn, bucket, limit, before)
-            _remember(conn, upload_id, meta, self._limits)
+            completed.remember(conn, upload_id, meta, self._limits)
             return meta, files
 
         try:
@@ -380,26 +353,3 @@ def _verify_expected(payload: Payload, sums: dict[str, str], expected: dict[str,
             ok = value == payload.checksum(algo)
         if not ok:
             raise BadDigest(f"the x-amz-checksum-{algo} you specified did not match the object")
-
-
-def _remember(conn: sqlite3.Connection, upload_id: str, meta: ObjectMeta, limits: Limits) -> None:
-    """Keep what the upload became for a while (bounded by age and by count)."""
-    cur = conn.execute(
-        "INSERT OR REPLACE INTO completed VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (
-            upload_id,
-            meta.bucket,
-            meta.key,
-            meta.version_id,
-            meta.etag,
-            json.dumps(meta.checksums),
-            meta.created,
-        ),
-    )
-    conn.execute(
-        "DELETE FROM completed WHERE rowid <= ? OR created < ?",
-        (
-            (cur.lastrowid or 0) - COMPLETED_KEPT,
-            meta.created - limits.upload_expiry_hours * 3600,
-        ),
-    )

@@ -5,7 +5,7 @@ marker. A small body (one that arrived in memory: Terraform's state and lock) is
 in the row, one group-commit fsync in all; a spooled body becomes a durable file before the
 commit that references it, in the request thread, so a big upload never holds up the single
 writer that every stage's lock write goes through. See ``db``, ``objectfiles``, ``quota``,
-``retention``, ``multipart`` and ``diskspace`` for each concern.
+``retention``, ``multipart``, ``deletes``, ``buckets`` and ``diskspace`` for each concern.
 """
 
 from __future__ import annotations
@@ -15,14 +15,11 @@ import dataclasses
 import hashlib
 import shutil
 import sqlite3
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
 from backend.errors import (
-    BucketAlreadyOwnedByYou,
-    BucketNotEmpty,
     EntityTooLarge,
     InsufficientStorage,
     InternalError,
@@ -33,14 +30,13 @@ from backend.errors import (
     S3Error,
 )
 from backend.limits import DEFAULT_LIMITS, Limits
-from backend.store import diskspace, listing, quota, retention, versions
+from backend.store import buckets, deletes, diskspace, listing, quota, versions
 from backend.store.db import DB_NAME, Database
 from backend.store.multipart import Uploads, Wanted
 from backend.store.objectfiles import ObjectFiles
 from backend.store.quota import Quota
 from backend.store.records import (
     NCOLS,
-    VCOLS,
     Conditions,
     Listing,
     NewObject,
@@ -57,7 +53,6 @@ from backend.store.retention import Janitor, SweepReport
 
 T = TypeVar("T")
 SPOOL_DIR = "tmp"
-_TOP = "\U0010ffff"  # above every key character: the end of a prefix's key range
 
 
 class Store:
@@ -147,32 +142,13 @@ class Store:
             return
         self._room(0)
 
-        def op(conn: sqlite3.Connection) -> None:
-            if conn.execute("SELECT 1 FROM buckets WHERE name=?", (bucket,)).fetchone():
-                if exist_ok:
-                    return
-                raise BucketAlreadyOwnedByYou(BucketName=bucket)
-            conn.execute("INSERT INTO buckets VALUES (?, ?)", (bucket, time.time()))
-
-        self._db.write(op)
+        self._db.write(lambda conn: buckets.create(conn, bucket, exist_ok=exist_ok))
         self._buckets.add(bucket)
 
     def delete_bucket(self, bucket: str) -> None:
         self._require_bucket(bucket)
 
-        def op(conn: sqlite3.Connection) -> list[str]:
-            if conn.execute("SELECT 1 FROM versions WHERE bucket=? LIMIT 1", (bucket,)).fetchone():
-                raise BucketNotEmpty(BucketName=bucket)
-            # as S3: unfinished multipart uploads do not keep a bucket alive; they go with it
-            files: list[str] = []
-            uploads = conn.execute("SELECT upload_id FROM uploads WHERE bucket=?", (bucket,))
-            for (upload_id,) in uploads.fetchall():
-                files += retention.drop_upload(conn, upload_id)
-            conn.execute("DELETE FROM completed WHERE bucket=?", (bucket,))
-            conn.execute("DELETE FROM buckets WHERE name=?", (bucket,))
-            return files
-
-        self.files.unlink(self._freeing(lambda: self._db.write(op)))
+        self.files.unlink(self._freeing(lambda: self._db.write(lambda c: buckets.drop(c, bucket))))
         self._buckets.discard(bucket)
 
     # -- reads ---------------------------------------------------------------------------------
@@ -213,34 +189,8 @@ class Store:
     ) -> tuple[ObjectMeta, bytes | None]:
         """A version's meta and, for an inline body, its bytes (one query, one snapshot)."""
         self._require_bucket(bucket)
-        data_col = ", b.data" if with_data else ""
-        data_join = " LEFT JOIN blobs b ON b.seq = v.seq" if with_data else ""
         with self._db.read() as conn:
-            if version_id is None:
-                row = conn.execute(
-                    f"SELECT {VCOLS}, 1{data_col} FROM current c JOIN versions v ON v.seq = c.seq"
-                    f"{data_join} WHERE c.bucket=? AND c.key=?",
-                    (bucket, key),
-                ).fetchone()
-                if row is None:
-                    raise NoSuchKey(Key=key)
-                if row[4]:  # S3 names the delete marker that hides the key
-                    raise NoSuchKey(
-                        Key=key, headers={"x-amz-delete-marker": "true", "x-amz-version-id": row[3]}
-                    )
-            else:
-                row = conn.execute(
-                    f"SELECT {VCOLS}, (c.seq = v.seq){data_col} FROM versions v"
-                    " LEFT JOIN current c ON c.bucket = v.bucket AND c.key = v.key"
-                    f"{data_join} WHERE v.bucket=? AND v.key=? AND v.version_id=?",
-                    (bucket, key, version_id),
-                ).fetchone()
-                if row is None:
-                    raise NoSuchVersion(Key=key, VersionId=version_id)
-                if row[4]:
-                    raise MethodNotAllowed(
-                        headers={"x-amz-delete-marker": "true", "x-amz-version-id": version_id}
-                    )
+            row = versions.lookup(conn, bucket, key, version_id, with_data=with_data)
         meta = meta_from_row(row, bool(row[NCOLS]))
         return meta, (row[NCOLS + 1] if with_data else None)
 
@@ -320,19 +270,16 @@ class Store:
         limit: Quota | None = None,
     ) -> ObjectMeta | None:
         """Add a delete marker, as S3 does each time (or, with a version id, erase that version
-        for good). None only when a stage's bound on marker-only keys says no (see ``_mark``).
+        for good). None only when a stage's bound on marker-only keys says no (``deletes``).
 
         Works on a full disk: the reserve file is given back if SQLite cannot commit.
         """
         self._require_bucket(bucket)
 
-        def op(conn: sqlite3.Connection) -> tuple[ObjectMeta | None, list[str]]:
-            if version_id:
-                return versions.erase(conn, bucket, key, version_id)
-            return self._mark(conn, bucket, key, limit)
-
         def run() -> ObjectMeta | None:
-            meta, doomed = self._db.write(op)
+            meta, doomed = self._db.write(
+                lambda conn: deletes.one(conn, bucket, key, version_id, limit, self.limits)
+            )
             self.files.unlink(doomed)
             return meta
 
@@ -344,48 +291,14 @@ class Store:
         """DeleteObjects: every (key, version id) in one transaction; a refusal is per item."""
         self._require_bucket(bucket)
 
-        def op(conn: sqlite3.Connection) -> tuple[list[ObjectMeta | S3Error | None], list[str]]:
-            results: list[ObjectMeta | S3Error | None] = []
-            files: list[str] = []
-            for key, version_id in items:
-                meta: ObjectMeta | None
-                try:
-                    if version_id:
-                        meta, gone = versions.erase(conn, bucket, key, version_id)
-                    else:
-                        meta, gone = self._mark(conn, bucket, key, limit)
-                except S3Error as exc:  # raised before the item changed anything
-                    results.append(exc)
-                    continue
-                results.append(meta)
-                files += gone
-            return results, files
-
         def run() -> list[ObjectMeta | S3Error | None]:
-            results, doomed = self._db.write(op)
+            results, doomed = self._db.write(
+                lambda conn: deletes.many(conn, bucket, items, limit, self.limits)
+            )
             self.files.unlink(doomed)
             return results
 
         return self._freeing(run)
-
-    def _mark(
-        self, conn: sqlite3.Connection, bucket: str, key: str, limit: Quota | None
-    ) -> tuple[ObjectMeta | None, list[str]]:
-        """A delete marker, even over a marker or on a key that never existed (as S3 does).
-
-        Markers of one key are bounded by retention; a stage may hold at most ``max_keys`` keys
-        that are nothing but markers, so deletes of made-up keys cannot grow the store without
-        end (past that, such a delete changes nothing and answers without a version id).
-        """
-        if limit is not None and versions.current(conn, bucket, key) is None:
-            dead = conn.execute(
-                "SELECT count(*) FROM current WHERE bucket=? AND key >= ? AND key < ?"
-                " AND deleted=1",
-                (bucket, limit.prefix, limit.prefix + _TOP),
-            ).fetchone()[0]
-            if dead >= limit.max_keys:
-                return None, []
-        return versions.insert(conn, bucket, key, None, self.limits)
 
     # -- multipart -----------------------------------------------------------------------------
 

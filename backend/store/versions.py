@@ -10,8 +10,9 @@ import json
 import sqlite3
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
-from backend.errors import NoSuchVersion
+from backend.errors import MethodNotAllowed, NoSuchKey, NoSuchVersion
 from backend.limits import Limits
 from backend.store import retention
 from backend.store.records import VCOLS, ObjectMeta, meta_from_row, new_version_id
@@ -115,3 +116,38 @@ def erase(
     else:
         _point_current(conn, bucket, key, newest[0], newest[1])
     return meta, [meta.file] if meta.file else []
+
+
+def lookup(
+    conn: sqlite3.Connection, bucket: str, key: str, version_id: str | None, *, with_data: bool
+) -> tuple[Any, ...]:
+    """The row of the newest version (or the named one), ``is latest`` and, asked for, the
+    inline body after VCOLS; a delete marker raises as S3 answers it (naming the marker)."""
+    data_col = ", b.data" if with_data else ""
+    data_join = " LEFT JOIN blobs b ON b.seq = v.seq" if with_data else ""
+    if version_id is None:
+        row = conn.execute(
+            f"SELECT {VCOLS}, 1{data_col} FROM current c JOIN versions v ON v.seq = c.seq"
+            f"{data_join} WHERE c.bucket=? AND c.key=?",
+            (bucket, key),
+        ).fetchone()
+        if row is None:
+            raise NoSuchKey(Key=key)
+        if row[4]:  # S3 names the delete marker that hides the key
+            raise NoSuchKey(
+                Key=key, headers={"x-amz-delete-marker": "true", "x-amz-version-id": row[3]}
+            )
+        return tuple(row)
+    row = conn.execute(
+        f"SELECT {VCOLS}, (c.seq = v.seq){data_col} FROM versions v"
+        " LEFT JOIN current c ON c.bucket = v.bucket AND c.key = v.key"
+        f"{data_join} WHERE v.bucket=? AND v.key=? AND v.version_id=?",
+        (bucket, key, version_id),
+    ).fetchone()
+    if row is None:
+        raise NoSuchVersion(Key=key, VersionId=version_id)
+    if row[4]:
+        raise MethodNotAllowed(
+            headers={"x-amz-delete-marker": "true", "x-amz-version-id": version_id}
+        )
+    return tuple(row)
