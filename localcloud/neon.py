@@ -20,13 +20,13 @@ get a SCRAM verifier computed client-side, ``neon_sql``).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from cdk.connection import postgres_url
 from localcloud.neon_compute import Computes, dir_size
 from localcloud.neon_ids import new_password, now, word_id
+from localcloud.neon_plan import DEFAULT_RETENTION, check_retention, retention_cap
 from localcloud.neon_sql import SUPERUSER
 from localcloud.neon_state import (
     Branch,
@@ -43,6 +43,7 @@ from localcloud.net import LOOPBACK
 __all__ = [
     "DEFAULT_DATABASE",
     "DEFAULT_REGION",
+    "DEFAULT_RETENTION",
     "DEFAULT_ROLE",
     "HOST_SUFFIX",
     "PROXY_HOST",
@@ -63,30 +64,6 @@ PROXY_HOST = "neon.localhost"
 DEFAULT_DATABASE = "neondb"
 DEFAULT_ROLE = "neondb_owner"
 DEFAULT_REGION = "local"
-# What the real API refuses, by plan. The stand-in imitates the Free plan unless
-# FORKSTAGE_LOCAL_NEON_PLAN names a paid one (launch, scale, business).
-PLAN_ENV = "FORKSTAGE_LOCAL_NEON_PLAN"
-DEFAULT_RETENTION = 86400  # the provider's default when unset (kislerdm/neon resource_project.go)
-RETENTION_CAP = {"free": 21600, "launch": 604800, "scale": 2592000, "business": 2592000}
-
-
-def _plan() -> str:
-    plan = os.environ.get(PLAN_ENV) or "free"
-    return plan if plan in RETENTION_CAP else "free"
-
-
-def retention_cap() -> int:
-    return RETENTION_CAP[_plan()]
-
-
-def check_retention(seconds: int) -> None:
-    """Neon answers 400 for retention over the plan's cap (provider issue #176)."""
-    plan, cap = _plan(), retention_cap()
-    if seconds < 0 or seconds > cap:
-        raise NeonError(
-            f"history_retention_seconds {seconds} is not allowed on the {plan} plan "
-            f"(at most {cap}); set history_retention_seconds <= {cap}"
-        )
 
 
 class ControlPlane:
