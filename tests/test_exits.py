@@ -12,6 +12,7 @@ import click
 import pytest
 
 from forkstage.commands.stage_ops import TerraformDuration
+from tests.stages import destroy_by_hand, ensure_live, instances
 from tests.wrapper_env import Sandbox
 
 LOCK_TIMEOUT_ERROR = (
@@ -53,7 +54,16 @@ def test_flag_values_are_checked_before_anything_runs(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """One sandbox for the module; each test states the stages it needs (``ensure_live``)."""
     sandbox = Sandbox.create(tmp_path_factory.mktemp("exits"))
+    yield sandbox
+    sandbox.stop()
+
+
+@pytest.fixture
+def empty_box(tmp_path: Path) -> Iterator[Sandbox]:
+    """A sandbox whose backend holds no stage at all."""
+    sandbox = Sandbox.create(tmp_path)
     yield sandbox
     sandbox.stop()
 
@@ -69,7 +79,8 @@ def counts(box: Sandbox, *stages: str) -> dict[str, tuple[int, int]]:
 
 
 @pytest.mark.slow
-def test_destroy_of_a_stage_without_state_is_green(box: Sandbox) -> None:
+def test_destroy_of_a_stage_without_state_is_green(empty_box: Sandbox) -> None:
+    box = empty_box
     proc = box.forkstage("destroy", "--stage", "pr-999")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "nothing to destroy: stage pr-999 has no state\n"
@@ -110,21 +121,11 @@ def test_destroy_of_a_stage_without_state_is_green(box: Sandbox) -> None:
 
 @pytest.mark.slow
 def test_summary_and_stages_follow_the_state(box: Sandbox) -> None:
-    assert box.forkstage("deploy", "--stage", "staging").returncode == 0
-    procs = [box.popen("deploy", "--stage", s) for s in ("pr-1", "pr-2")]
-    for proc in procs:
-        _, err = proc.communicate(timeout=180)
-        assert proc.returncode == 0, err
+    ensure_live(box, "staging", "pr-1", "pr-2")
     text = box.forkstage("summary", "--stage", "pr-1", "--format", "text").stdout
     assert "  last run: deploy: 2 created, 0 changed, 0 destroyed in " in text
 
-    # a plain terraform destroy in the prepared stack folder: outside forkstage
-    stack = box.home / "work" / "local" / "pr-1" / "stacks" / "stack-pr-1"
-    by_hand = box.bash(
-        f'eval "$(forkstage env --stage pr-1)" && cd {stack} && '
-        "forkstage-terraform destroy -auto-approve -input=false -no-color"
-    )
-    assert by_hand.returncode == 0, by_hand.stdout + by_hand.stderr
+    destroy_by_hand(box, "pr-1")  # outside forkstage
     serial = box.state("pr-1")["serial"]
 
     text = box.forkstage("summary", "--stage", "pr-1", "--format", "text").stdout
@@ -150,6 +151,11 @@ def test_summary_and_stages_follow_the_state(box: Sandbox) -> None:
 
 @pytest.mark.slow
 def test_owner_is_refused_while_referenced_then_cascades(box: Sandbox) -> None:
+    ensure_live(box, "staging", "pr-2")
+    if instances(box, "pr-1") is None:
+        ensure_live(box, "pr-1")
+    if instances(box, "pr-1"):
+        destroy_by_hand(box, "pr-1")  # an empty workspace: the cascade takes it too
     before = counts(box, "staging", "pr-1", "pr-2")
     assert before["staging"][1] == 3 and before["pr-2"][1] == 2
     message = (
