@@ -97,3 +97,24 @@ def test_hyperdrive_caching_setting() -> None:
     )
     off = Settings(root=REPO, hyperdrive_caching="off")
     assert off.hyperdrive_caching_disabled(False) is True
+
+
+def test_the_cloudflare_pin_has_the_hyperdrive_read_fix() -> None:
+    """v5.17.0 (PR #6676) stopped the in-place update of every Hyperdrive on every plan; the
+    pin names the tag and commit its schema snapshot was transcribed from, and the behaviour
+    table cites them (and the shared reference by its relative path)."""
+    from cdk.providers.pins import CLOUDFLARE
+
+    version = tuple(int(part) for part in CLOUDFLARE.version.split("."))
+    assert version >= (5, 17, 0)
+    assert CLOUDFLARE.tag == f"v{CLOUDFLARE.version}"
+    assert len(CLOUDFLARE.commit) == 40 and int(CLOUDFLARE.commit, 16) >= 0
+    schema = json.loads((REPO / "cdk/providers/schemas/cloudflare.json").read_text())
+    resources = schema["provider_schemas"][CLOUDFLARE.fqn]["resource_schemas"]
+    assert {resources[name]["version"] for name in CLOUDFLARE.resources} == {500}
+    origin = resources["cloudflare_hyperdrive_config"]["block"]["attributes"]["origin"]
+    assert "service_id" in origin["nested_type"]["attributes"]  # new since v5.14.0
+    doc = " ".join((REPO / "docs/provider-behaviour.md").read_text().split())
+    assert f"`cloudflare/cloudflare` {CLOUDFLARE.tag}, commit {CLOUDFLARE.commit[:8]}" in doc
+    assert "hyperdrive_config/custom.go" in doc and "#6676" in doc
+    assert "../shared/reference/provider-behaviour.md" in doc and "/work/shared" not in doc

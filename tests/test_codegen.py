@@ -156,7 +156,8 @@ def _attr(pin: ProviderPin, kind: str, tf_type: str, path: str) -> sch.Attribute
             "computed,sensitive",
         ),
         (NEON, "data_sources", "neon_branch_role_password", "role_name", "string", "required"),
-        (CLOUDFLARE, "provider", "cloudflare", "api_token", "string", "optional"),
+        # sensitive since the v5.22.0 pin (internal/provider.go ProviderSchema)
+        (CLOUDFLARE, "provider", "cloudflare", "api_token", "string", "optional,sensitive"),
         (
             CLOUDFLARE,
             "resources",
@@ -654,9 +655,9 @@ def test_generated_modules_import_nothing_heavy():
 
 
 def test_typed_dicts_know_their_required_keys_at_runtime():
+    # origin.host is optional since v5.19 (an origin may be a Workers VPC service instead)
     assert cloudflare.HyperdriveConfigOrigin.__required_keys__ == {
         "database",
-        "host",
         "password",
         "scheme",
         "user",

@@ -19,6 +19,9 @@ class ProviderPin:
     resources: tuple[str, ...] = ()
     data_sources: tuple[str, ...] = ()
     hostname: str = "registry.terraform.io"
+    # the source tag and commit the schema snapshot was transcribed from ("" = not recorded)
+    tag: str = ""
+    commit: str = ""
 
     @property
     def fqn(self) -> str:
@@ -47,10 +50,16 @@ NEON = ProviderPin(
     data_sources=("neon_branch_role_password",),
 )
 
+# v5.22.0: the newest release tag in the provider repository's snapshot. From v5.17.0 (PR #6676,
+# commit 8755bf9) hyperdrive_config's Read keeps what the API never returns (origin.password,
+# defaults: internal/services/hyperdrive_config/custom.go), so an unchanged redeploy plans no
+# update; v5.14.0-v5.16.x updated the Hyperdrive on every plan (issue #6650).
 CLOUDFLARE = ProviderPin(
     name="cloudflare",
     source="cloudflare/cloudflare",
-    version="5.14.0",
+    version="5.22.0",
+    tag="v5.22.0",
+    commit="a2efdc5786ae9726d56928dbfe91933bd92404ca",
     resources=(
         "cloudflare_hyperdrive_config",
         "cloudflare_workers_script",
