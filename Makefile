@@ -38,6 +38,9 @@ lint: install  ## ruff, mypy and the import contracts between layers
 test: lint  ## lint, then the whole test suite (what CI runs)
 	$(VENV)/bin/python -m pytest -q
 
+mutants: install  ## remove each safety check in a scratch copy: its tests must fail (prints a table)
+	$(PY) scripts/mutants.py
+
 test-cloud: install  ## the seed story on real Neon, Cloudflare and S3/R2 (skipped without credentials)
 	$(VENV)/bin/python -m pytest -m cloud tests/cloud
 
@@ -58,4 +61,4 @@ generate: install  ## regenerate typed provider bindings from the schema snapsho
 clean:  ## remove build and runtime output
 	rm -rf cdktf.out .forkstage $(STAMP)
 
-.PHONY: help install lint test test-cloud demo bench generate worker clean
+.PHONY: help install lint test mutants test-cloud demo bench generate worker clean

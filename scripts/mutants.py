@@ -1,8 +1,9 @@
 """Mutation proof of the safety checks (issue 26): each mutant removes one check in a scratch
 copy of the tracked files and runs the tests that cover it; every mutant must make them fail.
 
-Not part of `make test` (each mutant runs its tests once). Prints a table; exit 1 if a mutant
-survived. Usage: .venv/bin/python scripts/mutants.py [NAME ...]
+Not part of `make test` (`make mutants`; each mutant runs its tests once, after a control run
+of all of them unmutated). Prints a table; exit 1 if a mutant survived, 2 if the control failed.
+Usage: .venv/bin/python scripts/mutants.py [NAME ...]
 """
 
 from __future__ import annotations
@@ -127,18 +128,20 @@ def scratch_copy() -> Path:
     return root
 
 
-def run(mutant: Mutant) -> tuple[str, float]:
+def run(mutant: Mutant | None, tests: tuple[str, ...]) -> tuple[str, float]:
+    """Run ``tests`` in a scratch copy with ``mutant`` applied (None: the control run)."""
     root = scratch_copy()
     try:
-        target = root / mutant.path
-        text = target.read_text()
-        if text.count(mutant.old) != 1:
-            return "NOT APPLIED (check moved)", 0.0
-        target.write_text(text.replace(mutant.old, mutant.new))
+        if mutant is not None:
+            target = root / mutant.path
+            text = target.read_text()
+            if text.count(mutant.old) != 1:
+                return "NOT APPLIED (check moved)", 0.0
+            target.write_text(text.replace(mutant.old, mutant.new))
         env = {**os.environ, "PYTHONPATH": str(root)}  # before the editable install's finder
         started = time.perf_counter()
         proc = subprocess.run(
-            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *mutant.tests],
+            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
             cwd=root,
             env=env,
             capture_output=True,
@@ -156,9 +159,17 @@ def run(mutant: Mutant) -> tuple[str, float]:
 def main(names: list[str]) -> int:
     chosen = [m for m in MUTANTS if not names or any(n in m.name for n in names)]
     print(f"{'check removed':<55} {'result':<26} seconds")
+    # the control: unmutated, the same tests pass (so a kill is the check's doing, not a flake)
+    tests = tuple(dict.fromkeys(t for m in chosen for t in m.tests))
+    result, seconds = run(None, tests)
+    print(
+        f"{'none (control run of every listed test)':<55} {result:<26} {seconds:7.1f}", flush=True
+    )
+    if result != "passes":
+        return 2
     survived = 0
     for mutant in chosen:
-        result, seconds = run(mutant)
+        result, seconds = run(mutant, mutant.tests)
         survived += result != "killed"
         print(f"{mutant.name:<55} {result:<26} {seconds:7.1f}", flush=True)
     return 1 if survived else 0
