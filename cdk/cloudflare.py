@@ -81,7 +81,7 @@ class Worker(Construct):
     """A Worker script (ES module) with a ``HYPERDRIVE`` binding, reachable on workers.dev.
 
     A script answers on ``https://<script>.<account subdomain>.workers.dev`` only once
-    ``cloudflare_workers_script_subdomain`` enables it (cloudflare/cloudflare v5.14.0,
+    ``cloudflare_workers_script_subdomain`` enables it (cloudflare/cloudflare v5.22.0,
     internal/services/workers_script_subdomain); the provider cannot read the account's
     subdomain, so it comes from ``cloudflare.workers_subdomain``. The Worker publishes the URL
     as the output ``worker_url``.

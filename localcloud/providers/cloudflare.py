@@ -259,7 +259,7 @@ class WorkersScript(Resource):
 
 
 class WorkersScriptSubdomain(Resource):
-    """workers.dev on or off for one script, as cloudflare/cloudflare v5.14.0 does it
+    """workers.dev on or off for one script, as cloudflare/cloudflare v5.22.0 does it
     (internal/services/workers_script_subdomain): ``account_id`` and ``script_name`` replace,
     ``enabled``/``previews_enabled`` update in place, create and update POST the setting (404
     when the script does not exist), a read of a deleted script drops the resource, delete
