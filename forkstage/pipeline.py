@@ -128,6 +128,7 @@ class Pipeline:
     def plan(self) -> RunResult:
         """Always the engine's ``plan -json``: cdktf-cli's diff is no machine-readable plan."""
         run, started = self.run, time.perf_counter()
+        self.begin()  # a refused preflight writes nothing (not even the pid file's folder)
         with (
             running(run.home, run.stage.name, "plan"),
             self._prepared(),
