@@ -149,6 +149,10 @@ def run(mutant: Mutant | None, tests: tuple[str, ...]) -> tuple[str, float]:
             timeout=1800,
         )
         seconds = time.perf_counter() - started
+        if mutant is None:
+            return (
+                "passes" if proc.returncode == 0 else f"FAILS (pytest {proc.returncode})"
+            ), seconds
         return (
             "killed" if proc.returncode == 1 else f"SURVIVED (pytest {proc.returncode})"
         ), seconds
