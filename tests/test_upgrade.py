@@ -51,11 +51,12 @@ UPGRADE = {
         {"address": "neon_project.db_project_FA782935", "action": "update"},
     ],
     "pr-147": [
-        # issue 20: previews' Hyperdrive stops caching reads (caching.disabled)
+        # issue 20: previews' Hyperdrive stops caching reads (caching.disabled); the endpoint's
+        # update is gone: suspend_timeout_seconds is no longer sent unless configured, and the
+        # cheap CU limits (0.25) equal what the endpoint already has
         {"address": "cloudflare_hyperdrive_config.hyperdrive_config_3666ADBD", "action": "update"},
         WORKER,
         SUBDOMAIN,
-        {"address": "neon_endpoint.branch_endpoint_2D35CFE5", "action": "update"},
     ],
 }
 
