@@ -150,6 +150,8 @@ def run(mutant: Mutant | None, tests: tuple[str, ...]) -> tuple[str, float]:
         )
         seconds = time.perf_counter() - started
         if mutant is None:
+            if proc.returncode != 0:
+                print(proc.stdout[-3000:], file=sys.stderr)
             return (
                 "passes" if proc.returncode == 0 else f"FAILS (pytest {proc.returncode})"
             ), seconds
@@ -160,11 +162,17 @@ def run(mutant: Mutant | None, tests: tuple[str, ...]) -> tuple[str, float]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def file_order(test: str) -> tuple[str, int]:
+    """A test id's place in its file: the modules' own order (their fixtures share stages)."""
+    path, name = test.split("::")
+    return path, (REPO / path).read_text().find(f"def {name}(")
+
+
 def main(names: list[str]) -> int:
     chosen = [m for m in MUTANTS if not names or any(n in m.name for n in names)]
     print(f"{'check removed':<55} {'result':<26} seconds")
     # the control: unmutated, the same tests pass (so a kill is the check's doing, not a flake)
-    tests = tuple(dict.fromkeys(t for m in chosen for t in m.tests))
+    tests = tuple(sorted(dict.fromkeys(t for m in chosen for t in m.tests), key=file_order))
     result, seconds = run(None, tests)
     print(
         f"{'none (control run of every listed test)':<55} {result:<26} {seconds:7.1f}", flush=True
