@@ -68,6 +68,12 @@ def write_cli_config(home: Path, provider_installation: str = "") -> Path:
     return path
 
 
+# Set only by `forkstage ci rehearse`: the path of a Terraform CLI config whose
+# provider_installation installs the local cloud's stand-ins in place of the registry providers.
+# Read here and nowhere else; the run's `target:` line names it when set.
+REHEARSAL_PROVIDERS_HOOK = "FORKSTAGE_REHEARSAL_PROVIDERS"
+
+
 def terraform_env(
     home: Path,
     *,
@@ -85,7 +91,8 @@ def terraform_env(
     env["PATH"] = os.pathsep.join([*path_parts, env.get("PATH", "")])
     env.update(
         {
-            "TF_CLI_CONFIG_FILE": str(write_cli_config(home, provider_installation)),
+            "TF_CLI_CONFIG_FILE": env.get(REHEARSAL_PROVIDERS_HOOK)
+            or str(write_cli_config(home, provider_installation)),
             "CHECKPOINT_DISABLE": "1",
             "TF_IN_AUTOMATION": "1",
             "TF_INPUT": "0",

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cdk.settings import PLACEHOLDER_WORKERS_SUBDOMAIN, Settings
+from forkstage.engine import REHEARSAL_PROVIDERS_HOOK
 from forkstage.errors import BadInput, Failed
 
 NEON_API_URL = "https://console.neon.tech/api/v2"
@@ -51,7 +52,11 @@ def target_line(settings: Settings) -> str:
         return "local cloud"
     org = settings.neon_org_id.strip() or "personal account"
     account = settings.cloudflare_account_id or "(not set)"
-    return f"cloud: Neon org {org}, Cloudflare account {account}"
+    line = f"cloud: Neon org {org}, Cloudflare account {account}"
+    hook = os.environ.get(REHEARSAL_PROVIDERS_HOOK)
+    if hook:  # `forkstage ci rehearse`: the local cloud's stand-in providers, said plainly
+        line += f" (rehearsal: stand-in providers via {REHEARSAL_PROVIDERS_HOOK}={hook})"
+    return line
 
 
 def static_problems(settings: Settings, environ: Mapping[str, str] | None = None) -> list[str]:

@@ -17,10 +17,9 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
@@ -36,86 +35,23 @@ from forkstage.preflight import (
     check_workers_subdomain,
     static_problems,
 )
+from forkstage.rehearse_fakes import (
+    ACCOUNT,
+    ACCOUNT_TOKEN,
+    DISABLED_TOKEN,
+    NEON_KEY,
+    ORG,
+    ORG_KEY,
+    OTHER_ACCOUNT,
+    USER_TOKEN,
+    FakeApis,
+)
 from localcloud.net import free_port
 from tests import procs
 from tests.wrapper_env import REPO
 
+# the fake Neon/Cloudflare APIs live in forkstage.rehearse_fakes (`forkstage ci rehearse` uses them)
 BIN = Path(sys.executable).parent
-ACCOUNT = "0123456789abcdef0123456789abcdef"
-OTHER_ACCOUNT = "fedcba9876543210fedcba9876543210"
-NEON_KEY = "neon-key-good"
-ORG_KEY = "neon-key-of-an-org"  # a key type that needs org_id
-ORG = "org-cool-sky-12345678"
-# Cloudflare tokens the fake knows: user-owned active, account-owned active, user-owned disabled
-USER_TOKEN, ACCOUNT_TOKEN, DISABLED_TOKEN = "cf-user", "cf-account", "cf-disabled"
-BAD_TOKEN = {"code": 1000, "message": "Invalid API Token"}
-
-
-class FakeApis(BaseHTTPRequestHandler):
-    """Neon's ``/api/v2/projects`` and Cloudflare's token/account endpoints, as the issue quotes;
-    the account's workers.dev subdomain and Hyperdrive list (issue 20, Cloudflare API v4)."""
-
-    seen: list[tuple[str, dict[str, list[str]]]] = []
-    subdomain = "acme"
-    hyperdrives: list[dict[str, Any]] = []
-
-    def log_message(self, *args: Any) -> None:  # keep test output clean
-        pass
-
-    def _send(self, status: int, body: dict[str, Any]) -> None:
-        raw = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def _cloudflare(self, ok: bool, result: Any, status: int = 200) -> None:
-        errors = [] if ok else [BAD_TOKEN]
-        self._send(status, {"success": ok, "errors": errors, "messages": [], "result": result})
-
-    def do_GET(self) -> None:
-        url = urlsplit(self.path)
-        FakeApis.seen.append((url.path, parse_qs(url.query)))
-        token = self.headers.get("Authorization", "").removeprefix("Bearer ")
-        if url.path == "/neon/api/v2/projects":
-            if token == ORG_KEY and "org_id" not in url.query:
-                self._send(400, {"code": "", "message": "org_id is required"})
-            elif token not in (NEON_KEY, ORG_KEY):
-                self._send(401, {"code": "", "message": "authentication failed"})
-            else:
-                self._send(200, {"projects": [], "pagination": {"cursor": ""}})
-        elif url.path == "/cf/client/v4/user/tokens/verify":
-            status = {USER_TOKEN: "active", DISABLED_TOKEN: "disabled"}.get(token)
-            if status is None:
-                self._cloudflare(False, None, 401)
-            else:
-                self._cloudflare(True, {"id": "t1", "status": status})
-        elif url.path == f"/cf/client/v4/accounts/{ACCOUNT}/tokens/verify":
-            if token == ACCOUNT_TOKEN:
-                self._cloudflare(True, {"id": "t2", "status": "active"})
-            else:
-                self._cloudflare(False, None, 401)
-        elif url.path == f"/cf/client/v4/accounts/{ACCOUNT}":
-            self._cloudflare(True, {"id": ACCOUNT, "name": "Team"})
-        elif url.path == f"/cf/client/v4/accounts/{ACCOUNT}/workers/subdomain":
-            self._cloudflare(True, {"subdomain": FakeApis.subdomain})
-        elif url.path == f"/cf/client/v4/accounts/{ACCOUNT}/hyperdrive/configs":
-            self._cloudflare(True, FakeApis.hyperdrives)
-        elif url.path.startswith("/cf/client/v4/accounts/"):
-            self._send(
-                403,
-                {
-                    "success": False,
-                    "errors": [
-                        {"code": 9109, "message": "Unauthorized to access requested resource"}
-                    ],
-                    "messages": [],
-                    "result": None,
-                },
-            )
-        else:
-            self._send(404, {"message": "not found"})
 
 
 @pytest.fixture(scope="module")

@@ -166,3 +166,82 @@ def _write(files: dict[str, str], out: Path, *, force: bool) -> None:
 def _first_line(path: Path) -> str:
     with path.open("r", encoding="utf-8", errors="replace") as handle:
         return handle.readline()
+
+
+@ci.command("rehearse")
+@click.argument("target", type=_Target(TARGETS), metavar="github|gitlab")
+@click.option("--pr", "pr", type=int, default=1, show_default=True, help="Pull request number.")
+@click.option(
+    "--pr-only", is_flag=True, help="Only the pull-request jobs (opened, closed): no owner deploy."
+)
+@click.option(
+    "--env-file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="KEY=VALUE lines: the jobs' secrets and variables (default: generated for the fakes).",
+)
+@click.option(
+    "--work",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Folder for the copies, venvs and logs (default: a new temporary folder).",
+)
+def rehearse_command(
+    target: str, pr: int, pr_only: bool, env_file: Path | None, work: Path | None
+) -> None:
+    """Run the rendered pipeline's own steps offline, as CI would, before pushing a change.
+
+    Push to main (the owner stage), pull request opened, closed, the scheduled prune: each
+    run:/script: block with bash in a fresh copy of the tracked files and a fresh venv where the
+    pipeline's pip install runs offline (--no-deps, no build isolation, dependencies from this
+    interpreter's site-packages). Local only: stand-in providers (FORKSTAGE_REHEARSAL_PROVIDERS),
+    a TLS state server, fake Neon/Cloudflare APIs for the preflight. Stops at the first failing
+    step; exit 0 only when every step passed.
+
+    Example: forkstage ci rehearse github --pr 7
+    """
+    import tempfile
+    import time
+
+    from forkstage.rehearse import Result
+    from forkstage.rehearse_run import rehearse
+
+    project = Project.find()
+    if project is None:
+        raise BadInput("not in a forkstage project: run it in the app's folder (forkstage.toml)")
+    repo = repository_root(project.root)
+    if repo is None:
+        raise BadInput(f"{project.root} is not in a git repository: the jobs check out its files")
+    try:
+        options = CiOptions(**project_options(project.settings, repo))
+    except CiOptionError as exc:
+        raise BadInput(str(exc)) from None
+    files = render(target, options=options)
+    folder = work or Path(tempfile.mkdtemp(prefix="forkstage-rehearse-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    click.echo(f"rehearsing {target} in {folder}")
+    started = time.monotonic()
+
+    def report(result: Result) -> None:
+        click.echo(f"{result.code:>4}  {result.seconds:7.1f}s  {result.job}: {result.name}")
+        if result.code != 0:
+            click.echo(result.output.rstrip()[-4000:])
+
+    outcome = rehearse(
+        target,
+        files=files,
+        repo=repo,
+        app_rel=str(project.root.resolve().relative_to(repo.resolve())),
+        work=folder,
+        pr=pr,
+        pr_only=pr_only,
+        env_file=env_file,
+        report=report,
+    )
+    click.echo(f"environment url: {outcome.url or '(none)'}")
+    click.echo("comment body:")
+    click.echo(outcome.comment or "(none)")
+    verdict = "passed" if outcome.ok else "FAILED"
+    click.echo(f"rehearsal {verdict} in {time.monotonic() - started:.0f}s")
+    if not outcome.ok:
+        raise SystemExit(1)
