@@ -183,8 +183,10 @@ def fresh_venv(folder: Path) -> Path:
         text=True,
         check=True,
     ).stdout.strip()
-    dev_site = sysconfig.get_paths()["purelib"]
-    Path(site, "zz-rehearsal-dependencies.pth").write_text(f"{dev_site}\n")
+    # this interpreter's site dirs (and those its own .pth files add): the dependencies
+    dirs = [sysconfig.get_paths()["purelib"]]
+    dirs += [p for p in sys.path if p.endswith("site-packages") and p not in dirs]
+    Path(site, "zz-rehearsal-dependencies.pth").write_text("".join(f"{d}\n" for d in dirs))
     if not (folder / "bin" / "python3").exists():
         (folder / "bin" / "python3").symlink_to("python")
     return folder

@@ -197,6 +197,8 @@ def rehearse(
                 "SSL_CERT_FILE": state["AWS_CA_BUNDLE"],
                 "PIP_NO_INDEX": "1",
                 "PIP_NO_DEPS": "1",
+                # forkstage itself is visible through the .pth: install the job's own anyway
+                "PIP_IGNORE_INSTALLED": "1",
                 "PIP_NO_BUILD_ISOLATION": "false",  # pip reads the negated option reversed
                 "PIP_DISABLE_PIP_VERSION_CHECK": "1",
                 "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
@@ -228,6 +230,9 @@ def rehearse(
                 for line in result.output.splitlines():
                     if "worker_url" in line.lower() and "http" in line and not outcome.url:
                         outcome.url = line.split("=", 1)[-1].strip()
+            comment = work / "comment.md"
+            if job.name == "deploy-preview" and comment.exists():
+                outcome.comment = comment.read_text()  # the PR-opened comment is the one shown
             summary = work / job.name / "checkout" / app_rel / "summary.md"
             if target == "gitlab" and job.name == "deploy-preview" and summary.exists():
                 (work / "comment.md").write_text(
@@ -243,6 +248,4 @@ def rehearse(
                 for line in env_out.read_text().splitlines():
                     if line.startswith("WORKER_URL="):
                         outcome.url = line.split("=", 1)[1]
-    comment = work / "comment.md"
-    outcome.comment = comment.read_text() if comment.exists() else ""
     return outcome
