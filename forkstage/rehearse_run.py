@@ -230,14 +230,14 @@ def rehearse(
                 for line in result.output.splitlines():
                     if "worker_url" in line.lower() and "http" in line and not outcome.url:
                         outcome.url = line.split("=", 1)[-1].strip()
-            comment = work / "comment.md"
-            if job.name == "deploy-preview" and comment.exists():
-                outcome.comment = comment.read_text()  # the PR-opened comment is the one shown
             summary = work / job.name / "checkout" / app_rel / "summary.md"
             if target == "gitlab" and job.name == "deploy-preview" and summary.exists():
                 (work / "comment.md").write_text(
                     "<!-- forkstage-preview -->\n" + summary.read_text()
                 )
+            comment = work / "comment.md"
+            if job.name == "deploy-preview" and comment.exists():
+                outcome.comment = comment.read_text()  # the PR-opened comment is the one shown
             outputs = work / job.name / "github_output.txt"
             if job.name == "deploy-preview" and outputs.exists():
                 for line in outputs.read_text().splitlines():
