@@ -103,10 +103,10 @@ MUTANTS = (
         (INTERRUPTS + "test_a_deploy_that_replaces_the_owners_project_is_refused_then_allowed",),
     ),
     Mutant(
-        "config-level prevent_destroy on the owner's project",
-        "cdk/neon.py",
-        "            keep(self.resource)  # every referencing stage's branch lives in this project",
-        "            pass",
+        "config-level prevent_destroy (cdk.guard.keep)",
+        "cdk/guard.py",
+        '    element.add_override("lifecycle.prevent_destroy", True)',
+        "    pass",
         (INTERRUPTS + "test_plain_cdktf_destroy_of_the_owner_stops_at_plan",),
     ),
 )
