@@ -24,7 +24,8 @@ def load_settings(root: Path, environ: dict[str, str] | None = None) -> Settings
     """Read ``forkstage.toml`` under root (missing file = all defaults); strict about its shape.
 
     ``FORKSTAGE_BACKEND_KIND`` / ``_ENDPOINT`` / ``_BUCKET`` / ``_REGION`` override the backend,
-    so CI can point the same project at a real bucket (or tests at their own port) without editing the file.
+    so CI can point the same project at a real bucket (or tests at their own port) without
+    editing the file.
     """
     env = dict(os.environ if environ is None else environ)
     path = root / SETTINGS_FILE
