@@ -38,7 +38,7 @@ class Rehearsal:
         return bool(self.results) and all(r.code == 0 for r in self.results)
 
 
-def _tls_files(folder: Path) -> tuple[Path, Path]:
+def tls_files(folder: Path) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 (its own CA: the venv trusts it by AWS_CA_BUNDLE)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -58,7 +58,9 @@ def _tls_files(folder: Path) -> tuple[Path, Path]:
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=1))
         .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
             critical=False,
         )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
@@ -82,7 +84,7 @@ def state_server(work: Path) -> Iterator[dict[str, str]]:
     """`python -m backend serve` over TLS on 127.0.0.1: the pipeline's "remote" S3."""
     from backend.s3.credentials import ensure_admin
 
-    cert, key = _tls_files(work / "tls")
+    cert, key = tls_files(work / "tls")
     data = work / "state"
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
