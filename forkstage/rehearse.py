@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -41,6 +42,7 @@ class Step:
     condition: str = ""
     shell_opts: str = "-e"
     comment: bool = False
+    workdir: str = "."  # GitHub: working-directory (or defaults.run's), from the checkout
 
 
 @dataclass
@@ -50,6 +52,7 @@ class Result:
     code: int
     seconds: float
     output: str = ""
+    skipped: bool = False  # GitHub: its `if:` was false (as CI shows a skipped step)
 
 
 @dataclass
@@ -74,6 +77,7 @@ GITLAB_ORDER = GITHUB_ORDER
 def github_jobs(doc: Mapping[str, Any], *, pr_only: bool) -> list[Job]:
     jobs = []
     top_env = {k: str(v) for k, v in (doc.get("env") or {}).items()}
+    default_dir = str(((doc.get("defaults") or {}).get("run") or {}).get("working-directory", "."))
     for name, event in GITHUB_ORDER:
         if pr_only and event in ("push", "schedule"):
             continue
@@ -93,6 +97,7 @@ def github_jobs(doc: Mapping[str, Any], *, pr_only: bool) -> list[Job]:
                     condition=str(raw.get("if", "")),
                     shell_opts="--noprofile --norc -eo pipefail" if raw.get("shell") else "-e",
                     comment="createComment" in text,
+                    workdir=str(raw.get("working-directory") or default_dir),
                 )
             )
         jobs.append(Job(name=name, event=event, env=dict(top_env), steps=steps))
@@ -238,28 +243,33 @@ def run_job(
     files = {k: root / f"{k.lower()}.txt" for k in ("GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY")}
     for path in files.values():
         path.touch()
-    ctx = {**ctx, "WORKSPACE": str(checkout)}
+    ctx = {**ctx, "WORKSPACE": str(checkout), "COMMENT_FILE": str(root / "comment.md")}
     outputs: dict[str, str] = {}
-    cwd = checkout / app_rel
+    ci_vars = _ci_vars(target, ctx, files, checkout)
+    # GitLab: one shell per job, starting at CI_PROJECT_DIR, so a `cd` carries over
+    cwd, cwd_file = checkout, root / "cwd.txt"
+    keep_cwd = f"trap {shlex.quote('pwd > ' + shlex.quote(str(cwd_file)))} EXIT\n"
     for index, step in enumerate(job.steps):
         started = time.monotonic()
         if target == "github":
             if not github_condition(step.condition, ctx, outputs):
-                result = Result(job.name, step.name, 0, 0.0, "skipped (if: false)")
+                result = Result(job.name, step.name, 0, 0.0, "skipped (if: false)", True)
                 report(result)
                 yield result
                 continue
             sub = lambda text: _EXPR.sub(lambda m: github_expr(m.group(1), ctx, outputs), text)  # noqa: E731
             step_env = {k: sub(v) for k, v in {**job.env, **step.env}.items()}
+            cwd = checkout / step.workdir
         else:
-            step_env = {k: _expand(v, {**ctx, **job.env}) for k, v in job.env.items()}
-            sub = lambda text: text  # noqa: E731
+            scope = {**ci_vars, **ctx, **job.env}
+            step_env = {k: _expand(v, scope) for k, v in job.env.items()}
+            sub = lambda text: keep_cwd + text  # noqa: E731
         if step.uses:
-            code, out = 0, _emulate(step, cwd, ctx)
+            code, out = 0, _emulate(step, checkout / app_rel, ctx)
         else:
             env = {
                 **runner_env,
-                **_ci_vars(target, ctx, files, checkout),
+                **ci_vars,
                 **step_env,
                 "VIRTUAL_ENV": str(env_dir),
                 "PATH": clean_path([env_dir / "bin", tools]),
@@ -278,6 +288,8 @@ def run_job(
             )
             code, out = done.returncode, done.stdout
             outputs.update(_outputs(step, files["GITHUB_OUTPUT"]))
+            if target == "gitlab" and cwd_file.is_file():
+                cwd = Path(cwd_file.read_text().strip())
         result = Result(job.name, step.name, code, time.monotonic() - started, out)
         report(result)
         yield result

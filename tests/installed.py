@@ -196,6 +196,9 @@ class Installed:
         done = self.forkstage("init", APP, "--name", name, *args, cwd=repo, timeout=60)
         procs.assert_ok(done)
         (repo / APP / "node_modules").symlink_to(REPO / "node_modules")
+        # .gitignore's `node_modules/` matches folders, not this symlink: never commit it
+        with (repo / ".git" / "info" / "exclude").open("a") as exclude:
+            exclude.write(f"/{APP}/node_modules\n")
         return repo / APP
 
     def unchanged(self) -> dict[str, bool]:

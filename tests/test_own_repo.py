@@ -89,9 +89,10 @@ def test_init_writes_a_complete_app_and_says_what_next(installed: Installed) -> 
     rules = ["--isolated", "--select", "E,F,W,I,B,UP,SIM,RUF", "--line-length", "100"]
     linted = procs.run([ruff, "check", "--no-cache", *rules, "."], cwd=app, timeout=60)
     procs.assert_ok(linted)
-    assert out.splitlines()[-5:] == [
+    assert out.splitlines()[-6:] == [
         "  cd infra",
         "  npm install                        # the Node tooling; commit package-lock.json",
+        "  forkstage bundle                   # the Worker bundle: commit worker/dist too",
         "  forkstage deploy --stage staging   # on the local cloud (no account needed)",
         "  forkstage deploy --stage pr-1      # a preview: a branch forked off staging",
         "  forkstage ci render github --out ..",

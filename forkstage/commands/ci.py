@@ -186,8 +186,14 @@ def _first_line(path: Path) -> str:
     default=None,
     help="Folder for the copies, venvs and logs (default: a new temporary folder).",
 )
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the outcome as one JSON document on stdout (the step lines go to stderr).",
+)
 def rehearse_command(
-    target: str, pr: int, pr_only: bool, env_file: Path | None, work: Path | None
+    target: str, pr: int, pr_only: bool, env_file: Path | None, work: Path | None, as_json: bool
 ) -> None:
     """Run the rendered pipeline's own steps offline, as CI would, before pushing a change.
 
@@ -195,11 +201,20 @@ def rehearse_command(
     run:/script: block with bash in a fresh copy of the tracked files and a fresh venv where the
     pipeline's pip install runs offline (--no-deps, no build isolation, dependencies from this
     interpreter's site-packages). Local only: stand-in providers (FORKSTAGE_REHEARSAL_PROVIDERS),
-    a TLS state server, fake Neon/Cloudflare APIs for the preflight. Stops at the first failing
-    step; exit 0 only when every step passed.
+    a TLS state server, fake Neon/Cloudflare/GitLab APIs. Between jobs it checks that the
+    preview Worker answers, and that the pull request's jobs leave the owner stage's state
+    serial unchanged. Stops at the first failing step or check; exit 0 only when every one
+    passed, 1 when one failed, 2 for bad input.
+
+    --json prints {"ok", "target", "work", "seconds", "steps": [{"job", "step", "code",
+    "seconds", "skipped", "output" (failed ones)}], "environment_url", "comment_file", "comment",
+    "worker": {"url", "local_url", "status", "body"}, "staging_serial": {"before", "after"}}.
 
     Example: forkstage ci rehearse github --pr 7
+
+    Example: forkstage ci rehearse gitlab --json > rehearsal.json
     """
+    import json
     import tempfile
     import time
 
@@ -219,13 +234,15 @@ def rehearse_command(
     files = render(target, options=options)
     folder = work or Path(tempfile.mkdtemp(prefix="forkstage-rehearse-"))
     folder.mkdir(parents=True, exist_ok=True)
-    click.echo(f"rehearsing {target} in {folder}")
+    click.echo(f"rehearsing {target} in {folder}", err=as_json)
     started = time.monotonic()
 
     def report(result: Result) -> None:
-        click.echo(f"{result.code:>4}  {result.seconds:7.1f}s  {result.job}: {result.name}")
+        code = "skip" if result.skipped else result.code
+        line = f"{code:>4}  {result.seconds:7.1f}s  {result.job}: {result.name}"
+        click.echo(line, err=as_json)
         if result.code != 0:
-            click.echo(result.output.rstrip()[-4000:])
+            click.echo(result.output.rstrip()[-4000:], err=as_json)
 
     outcome = rehearse(
         target,
@@ -237,11 +254,36 @@ def rehearse_command(
         pr_only=pr_only,
         env_file=env_file,
         report=report,
+        owner=options.owner_stage,
     )
+    seconds = time.monotonic() - started
+    if as_json:
+        steps = [
+            {"job": r.job, "step": r.name, "code": r.code, "seconds": round(r.seconds, 1)}
+            | {"skipped": r.skipped}
+            | ({"output": r.output[-4000:]} if r.code != 0 else {})
+            for r in outcome.results
+        ]
+        doc = {
+            "ok": outcome.ok,
+            "target": target,
+            "work": str(folder),
+            "seconds": round(seconds, 1),
+            "steps": steps,
+            "environment_url": outcome.url,
+            "comment_file": outcome.comment_file,
+            "comment": outcome.comment,
+            "worker": outcome.worker,
+            "staging_serial": outcome.staging_serial,
+        }
+        click.echo(json.dumps(doc, indent=2))
+        if not outcome.ok:
+            raise SystemExit(1)
+        return
     click.echo(f"environment url: {outcome.url or '(none)'}")
     click.echo("comment body:")
     click.echo(outcome.comment or "(none)")
     verdict = "passed" if outcome.ok else "FAILED"
-    click.echo(f"rehearsal {verdict} in {time.monotonic() - started:.0f}s")
+    click.echo(f"rehearsal {verdict} in {seconds:.0f}s")
     if not outcome.ok:
         raise SystemExit(1)

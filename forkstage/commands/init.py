@@ -65,6 +65,7 @@ def init(folder: Path | None, name: str | None, cdk: str, install: str | None) -
     if where != ".":
         click.echo(f"  cd {shlex.quote(where)}")
     click.echo("  npm install                        # the Node tooling; commit package-lock.json")
+    click.echo("  forkstage bundle                   # the Worker bundle: commit worker/dist too")
     click.echo("  forkstage deploy --stage staging   # on the local cloud (no account needed)")
     click.echo("  forkstage deploy --stage pr-1      # a preview: a branch forked off staging")
     click.echo(f"  forkstage ci render github --out {shlex.quote(os.path.relpath(repo, target))}")
