@@ -23,11 +23,19 @@ $(STAMP)/node: package.json package-lock.json | $(STAMP)
 	npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 	touch $@
 
+# The real Drizzle for tests/test_migrations.py: a package of its own (its peers do not resolve
+# beside cdktf-cli's), and drizzle 1.0 in another (it needs drizzle-orm 1.0 as its peer).
+$(STAMP)/drizzle: tests/drizzle/package.json tests/drizzle/package-lock.json \
+		tests/drizzle/v1/package.json tests/drizzle/v1/package-lock.json | $(STAMP)
+	npm ci --prefix tests/drizzle --no-audit --no-fund --ignore-scripts --loglevel=error
+	npm ci --prefix tests/drizzle/v1 --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $@
+
 $(STAMP)/system: scripts/install-system.sh | $(STAMP)
 	bash scripts/install-system.sh
 	touch $@
 
-install: $(STAMP)/python $(STAMP)/node $(STAMP)/system  ## install Python, Node and system dependencies
+install: $(STAMP)/python $(STAMP)/node $(STAMP)/drizzle $(STAMP)/system  ## install Python, Node and system dependencies
 
 lint: install  ## ruff, mypy and the import contracts between layers
 	$(VENV)/bin/ruff check .

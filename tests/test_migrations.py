@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ from forkstage.migrator import (
     migrate,
     status,
 )
+from tests import procs
 
 if TYPE_CHECKING:
     from tests.pgfixture import Database
@@ -265,7 +266,7 @@ def test_edited_drizzle_migration_is_refused(
 
 
 def test_crlf_normalised_hash_is_not_taken_for_an_edit(pg_db: Database, tmp_path: Path) -> None:
-    """Newer drizzle hashes journal files with CRLF turned into LF; both spellings are the same."""
+    """Recorded from an LF checkout, read from a CRLF one (git autocrlf): the same migration."""
     kit = Kit(Layout.DRIZZLE_JOURNAL, [])
     folder = tmp_path / "m"
     kit.write(folder, [ACCOUNTS])
@@ -315,109 +316,235 @@ def test_two_runners_at_once_apply_each_migration_once(pg_db: Database, tmp_path
     assert max(s for s, _ in spans) < min(e for _, e in spans)
 
 
-# -- Drizzle's own table, exactly as drizzle writes it ----------------------------------------
-def test_drizzle_journal_history_matches_what_drizzle_writes(
+# -- the real Drizzle, both ways (pinned from npm in tests/drizzle, installed by make install) ---
+DRIZZLE = Path(__file__).resolve().parent / "drizzle"
+# drizzle-kit/drizzle-orm 0.x write and read the journal layout; 1.0 the folders (./v1)
+DRIZZLE_MAJOR = {Layout.DRIZZLE_JOURNAL: 0, Layout.DRIZZLE_FOLDERS: 1}
+DRIZZLE_LAYOUTS = [Layout.DRIZZLE_JOURNAL, Layout.DRIZZLE_FOLDERS]
+SCHEMA_ACCOUNTS = """\
+import { pgTable, serial, text } from "drizzle-orm/pg-core";
+export const accounts = pgTable("accounts", {
+  id: serial("id").primaryKey(),
+  email: text("email").notNull(),
+});
+"""
+SCHEMA_POSTS = """\
+import { index, integer, pgTable, serial, text } from "drizzle-orm/pg-core";
+export const accounts = pgTable("accounts", {
+  id: serial("id").primaryKey(),
+  email: text("email").notNull(),
+  name: text("name"),
+});
+export const posts = pgTable(
+  "posts",
+  {
+    id: serial("id").primaryKey(),
+    accountId: integer("account_id").references(() => accounts.id),
+    body: text("body").notNull(),
+  },
+  (t) => [index("posts_account").on(t.accountId)],
+);
+"""
+
+
+def drizzle_node(major: int) -> tuple[str, Path]:
+    """node and the package of drizzle ``major``; missing ones fail (CI must not skip them)."""
+    package = DRIZZLE / "v1" if major else DRIZZLE
+    node = shutil.which("node")
+    missing = [
+        name
+        for name in ("drizzle-kit", "drizzle-orm", "postgres")
+        if not (package / "node_modules" / name / "package.json").is_file()
+    ]
+    if node is None or missing:
+        what = "node is not on PATH" if node is None else f"{package} lacks {', '.join(missing)}"
+        pytest.fail(f"the real Drizzle is not installed ({what}): run make install", False)
+    return node, package
+
+
+def drizzle_kit_cli(major: int, *args: str, cwd: Path) -> None:
+    node, package = drizzle_node(major)
+    kit = package / "node_modules" / "drizzle-kit" / "bin.cjs"
+    procs.run([node, str(kit), *args], cwd=cwd, timeout=120, check=True)
+
+
+def kit_workdir(major: int, work: Path) -> Path:
+    """A folder to run drizzle-kit in: schema files there import drizzle ``major``'s drizzle-orm
+    (resolved from beside them, as in an app)."""
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "node_modules").symlink_to(drizzle_node(major)[1] / "node_modules")
+    return work
+
+
+@pytest.fixture
+def not_utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A machine zone west of UTC: drizzle reads folder timestamps as UTC wherever it runs."""
+    monkeypatch.setenv("TZ", "XST3:30")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def drizzle_orm_migrate(layout: Layout, *runs: tuple[Database, Path]) -> None:
+    """drizzle-orm's own migrator (postgres-js) on each (database, folder), in one node start."""
+    node, _ = drizzle_node(DRIZZLE_MAJOR[layout])
+    argv = [node, str(DRIZZLE / "migrate.mjs"), str(DRIZZLE_MAJOR[layout])]
+    for db, folder in runs:
+        argv += [db.url, str(folder)]
+    procs.run(argv, cwd=DRIZZLE, timeout=120, check=True)
+
+
+def drizzle_rows(db: Database) -> list[tuple[Any, ...]]:
+    """Drizzle's history rows, every column but when each was written (that differs between two
+    databases; whether it was written, absent, null or a time, is compared)."""
+    return db.query(
+        "SELECT to_jsonb(m) - 'applied_at', "
+        "coalesce(jsonb_typeof(to_jsonb(m) -> 'applied_at'), 'absent') "
+        "FROM drizzle.__drizzle_migrations m ORDER BY id"
+    )
+
+
+@dataclass(frozen=True)
+class KitOutput:
+    """What drizzle-kit generate wrote: for the accounts schema, then for the posts change."""
+
+    first: Path  # the first migration alone
+    both: Path  # the first and the second
+    second: str  # the second migration's name (journal tag or folder)
+
+
+@pytest.fixture(scope="module")
+def drizzle_kit(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Layout], KitOutput]:
+    """drizzle-kit generate, run once per layout for the whole module (node starts are slow)."""
+    made: dict[Layout, KitOutput] = {}
+
+    def generate(layout: Layout) -> KitOutput:
+        if layout in made:
+            return made[layout]
+        major = DRIZZLE_MAJOR[layout]
+        work = kit_workdir(major, tmp_path_factory.mktemp(f"drizzle-kit-{major}"))
+        copies = []
+        for name, schema in (("accounts", SCHEMA_ACCOUNTS), ("posts", SCHEMA_POSTS)):
+            (work / f"{name}.ts").write_text(schema)
+            drizzle_kit_cli(major, "generate", "--dialect", "postgresql", "--schema",
+                            f"{name}.ts", "--out", "out", "--name", name, cwd=work)  # fmt: skip
+            shutil.copytree(work / "out", work / name)
+            copies.append(work / name)
+        mset = load_migrations(copies[1])
+        assert mset.layout is layout
+        assert [m.name.split("_", 1)[1] for m in mset.migrations] == ["accounts", "posts"]
+        made[layout] = KitOutput(copies[0], copies[1], mset.migrations[1].name)
+        return made[layout]
+
+    return generate
+
+
+@pytest.mark.usefixtures("not_utc")
+@pytest.mark.parametrize("layout", DRIZZLE_LAYOUTS, ids=str)
+def test_drizzle_applied_first_forkstage_applies_only_the_second_as_drizzle_would(
+    layout: Layout, drizzle_kit: Callable[[Layout], KitOutput], pg_db: Database
+) -> None:
+    kit = drizzle_kit(layout)
+    reference = pg_db.sibling("drizzle")  # drizzle-orm applies both here
+    drizzle_orm_migrate(layout, (pg_db, kit.first), (reference, kit.both))
+    before = (catalog(pg_db), pg_db.query("SELECT * FROM drizzle.__drizzle_migrations"))
+    assert len(before[1]) == 1
+
+    assert migrate(pg_db.url, kit.first).applied == []  # what drizzle applied counts as applied
+    assert (catalog(pg_db), pg_db.query("SELECT * FROM drizzle.__drizzle_migrations")) == before
+    outcome = migrate(pg_db.url, kit.both)
+    assert [a.migration.name for a in outcome.applied] == [kit.second]
+    assert drizzle_rows(pg_db) == drizzle_rows(reference)
+    assert catalog(pg_db) == catalog(reference)
+
+
+@pytest.mark.usefixtures("not_utc")
+@pytest.mark.parametrize("layout", DRIZZLE_LAYOUTS, ids=str)
+def test_forkstage_applied_first_drizzle_applies_nothing_then_the_second(
+    layout: Layout, drizzle_kit: Callable[[Layout], KitOutput], pg_db: Database
+) -> None:
+    kit = drizzle_kit(layout)
+    migrate(pg_db.url, kit.first)
+    before = (catalog(pg_db), pg_db.query("SELECT * FROM drizzle.__drizzle_migrations"))
+    drizzle_orm_migrate(layout, (pg_db, kit.first))  # re-running the first would fail
+    assert (catalog(pg_db), pg_db.query("SELECT * FROM drizzle.__drizzle_migrations")) == before
+
+    reference = pg_db.sibling("drizzle")
+    drizzle_orm_migrate(layout, (pg_db, kit.both), (reference, kit.both))
+    assert catalog(pg_db) == catalog(reference)  # forkstage's history table is drizzle's too
+    assert drizzle_rows(pg_db) == drizzle_rows(reference)
+    assert migrate(pg_db.url, kit.both).applied == []  # and forkstage sees what drizzle applied
+
+
+def test_drizzle_orm_hashes_a_crlf_journal_file_as_forkstage_does(
     pg_db: Database, tmp_path: Path
 ) -> None:
+    """Dollar quotes, CRLF line ends: drizzle-orm 0.x hashes the file as read; so does forkstage."""
     folder = tmp_path / "drizzle"
     (folder / "meta").mkdir(parents=True)
     files = {
         "0000_init": 'CREATE TABLE "users" ("id" serial PRIMARY KEY NOT NULL, "name" text);\n'
         "--> statement-breakpoint\n"
         'CREATE INDEX "users_name" ON "users" ("name");',
-        # CRLF on purpose: drizzle 0.45's migrator hashes the file as read
         "0001_func": "CREATE FUNCTION one() RETURNS int AS $$ SELECT 1; $$ LANGUAGE sql;\r\n"
         "--> statement-breakpoint\r\n"
         "DO $$ BEGIN PERFORM one(); END $$;\r\n",
     }
-    whens = {"0000_init": 1_718_000_000_001, "0001_func": 1_718_000_500_002}
     for tag, text in files.items():
         (folder / f"{tag}.sql").write_bytes(text.encode())
-    journal = {
-        "version": "7",
-        "dialect": "postgresql",
-        "entries": [
-            {"idx": i, "version": "7", "when": whens[tag], "tag": tag, "breakpoints": True}
-            for i, tag in enumerate(files)
-        ],
-    }
+    entries = [
+        {"idx": i, "version": "7", "when": 1_718_000_000_001 + i * 500_001, "tag": tag,
+         "breakpoints": True}
+        for i, tag in enumerate(files)
+    ]  # fmt: skip
+    journal = {"version": "7", "dialect": "postgresql", "entries": entries}
     (folder / "meta" / "_journal.json").write_text(json.dumps(journal))
 
+    by_drizzle = pg_db.sibling("drizzle")
+    drizzle_orm_migrate(Layout.DRIZZLE_JOURNAL, (by_drizzle, folder))
     migrate(pg_db.url, folder)
-    expected = [
-        (i + 1, hashlib.sha256(text.encode()).hexdigest(), whens[tag])
-        for i, (tag, text) in enumerate(files.items())
-    ]
-    assert pg_db.query("SELECT id, hash, created_at FROM drizzle.__drizzle_migrations") == expected
-    assert pg_db.query(
-        "SELECT column_name, data_type, is_nullable, column_default FROM "
-        "information_schema.columns WHERE table_schema = 'drizzle' "
-        "AND table_name = '__drizzle_migrations' ORDER BY ordinal_position"
-    ) == [
-        ("id", "integer", "NO", "nextval('drizzle.__drizzle_migrations_id_seq'::regclass)"),
-        ("hash", "text", "NO", None),
-        ("created_at", "bigint", "YES", None),
-    ]
+    rows = pg_db.query("SELECT * FROM drizzle.__drizzle_migrations ORDER BY id")
+    assert rows == by_drizzle.query("SELECT * FROM drizzle.__drizzle_migrations ORDER BY id")
+    assert [r[1] for r in rows] == [hashlib.sha256(t.encode()).hexdigest() for t in files.values()]
+    assert catalog(pg_db) == catalog(by_drizzle)
     assert pg_db.query("SELECT one()") == [(1,)]
 
 
-def test_drizzle_folders_history_matches_what_drizzle_1_writes(
-    pg_db: Database, tmp_path: Path
+def test_drizzle_1_upgrade_of_a_0x_history_table_is_forkstages(
+    drizzle_kit: Callable[[Layout], KitOutput], pg_db: Database, tmp_path: Path
 ) -> None:
-    folder = tmp_path / "drizzle"
-    names = ["20250301093000_init", "20250302101500_more"]
-    texts = [
-        'CREATE TABLE "a" ("id" integer);\n--> statement-breakpoint\nINSERT INTO "a" VALUES (1);',
-        'ALTER TABLE "a" ADD COLUMN "b" text;',
-    ]
-    for name, text in zip(names, texts, strict=True):
-        (folder / name).mkdir(parents=True)
-        (folder / name / "migration.sql").write_text(text)
-        (folder / name / "snapshot.json").write_text("{}")  # drizzle 1.0 keeps one beside it
+    """A branch migrated by drizzle-orm 0.x, its folder converted by drizzle-kit 1.0's `up`: the
+    history table is upgraded as drizzle-orm 1.0 does it. Two custom migrations with the same text
+    (so the same hash) need drizzle's rule of naming rows by the second of their `when`."""
+    work = kit_workdir(0, tmp_path / "kit")
+    shutil.copytree(drizzle_kit(Layout.DRIZZLE_JOURNAL).both, work / "out")
+    (work / "posts.ts").write_text(SCHEMA_POSTS)
+    for name in ("backfill", "backfill_again"):
+        drizzle_kit_cli(0, "generate", "--custom", "--dialect", "postgresql", "--schema",
+                        "posts.ts", "--out", "out", "--name", name, cwd=work)  # fmt: skip
+    for custom in sorted((work / "out").glob("000[23]_*.sql")):
+        custom.write_text("UPDATE accounts SET name = email WHERE name IS NULL;")
+    journal_path = work / "out" / "meta" / "_journal.json"
+    journal = json.loads(journal_path.read_text())
+    last, before = journal["entries"][-1], journal["entries"][-2]
+    if last["when"] // 1000 == before["when"] // 1000:  # generated within one second
+        last["when"] += 1000
+        journal_path.write_text(json.dumps(journal))
+    drizzle_orm_migrate(Layout.DRIZZLE_JOURNAL, (pg_db, work / "out"))
+    ours = pg_db.clone("forkstage")
+    folders = tmp_path / "up"
+    shutil.copytree(work / "out", folders)
+    drizzle_kit_cli(1, "up", "--dialect", "postgresql", "--out", str(folders), cwd=tmp_path)
+    migrations = load_migrations(folders).migrations
+    assert [m.name[15:] for m in migrations] == ["accounts", "posts", "backfill", "backfill_again"]
 
-    migrate(pg_db.url, folder)
-    millis = [
-        int(datetime(2025, 3, 1, 9, 30, tzinfo=UTC).timestamp() * 1000),
-        int(datetime(2025, 3, 2, 10, 15, tzinfo=UTC).timestamp() * 1000),
-    ]
-    rows = pg_db.query(
-        "SELECT id, hash, created_at, name, applied_at IS NOT NULL "
-        "FROM drizzle.__drizzle_migrations ORDER BY id"
-    )
-    assert rows == [
-        (i + 1, hashlib.sha256(t.encode()).hexdigest(), millis[i], names[i], True)
-        for i, t in enumerate(texts)
-    ]
-    assert pg_db.query(
-        "SELECT column_name, data_type, column_default FROM information_schema.columns "
-        "WHERE table_schema = 'drizzle' AND table_name = '__drizzle_migrations' "
-        "AND column_name IN ('name', 'applied_at') ORDER BY ordinal_position"
-    ) == [("name", "text", None), ("applied_at", "timestamp with time zone", "now()")]
-
-
-def test_drizzle_folders_upgrade_an_old_history_table_like_drizzle(
-    pg_db: Database, tmp_path: Path
-) -> None:
-    """A branch migrated by drizzle-kit 0.x, then `drizzle-kit up`: names are backfilled."""
-    kit = Kit(Layout.DRIZZLE_FOLDERS, [])
-    folder = tmp_path / "m"
-    kit.write(folder, [ACCOUNTS, POSTS])
-    first = load_migrations(folder).migrations[0]
-    pg_db.query(
-        "CREATE SCHEMA drizzle; CREATE TABLE drizzle.__drizzle_migrations "
-        "(id SERIAL PRIMARY KEY, hash text NOT NULL, created_at bigint);"
-        "CREATE TABLE accounts (id serial PRIMARY KEY, email text NOT NULL)"
-    )
-    # 0.x stored the journal's `when`, with milliseconds; drizzle matches on the second
-    pg_db.query(
-        "INSERT INTO drizzle.__drizzle_migrations (hash, created_at) VALUES (%s, %s)",
-        [first.sha256, (first.created_at or 0) + 417],
-    )
-    outcome = migrate(pg_db.url, folder)
-    assert applied_files(outcome) == [kit.file(1)]
-    assert pg_db.query(
-        "SELECT id, name, applied_at IS NULL FROM drizzle.__drizzle_migrations ORDER BY id"
-    ) == [(1, first.name, True), (2, load_migrations(folder).migrations[1].name, False)]
+    drizzle_orm_migrate(Layout.DRIZZLE_FOLDERS, (pg_db, folders))
+    assert migrate(ours.url, folders).applied == []
+    rows = ours.query("SELECT * FROM drizzle.__drizzle_migrations ORDER BY id")
+    assert rows == pg_db.query("SELECT * FROM drizzle.__drizzle_migrations ORDER BY id")
+    assert [(r[3], r[4]) for r in rows] == [(m.name, None) for m in migrations]
+    assert catalog(ours) == catalog(pg_db)
 
 
 def test_journal_entry_older_than_newest_applied_is_applied_and_flagged(
@@ -444,6 +571,10 @@ def test_journal_entry_older_than_newest_applied_is_applied_and_flagged(
         "migrator would skip 0001_posts)",
         "dry run: 1 to apply, 2 applied already",
     ]
+    skipped = pg_db.clone("drizzle")  # the claim, checked with drizzle-orm itself
+    drizzle_orm_migrate(Layout.DRIZZLE_JOURNAL, (skipped, folder))
+    assert "public.posts" not in tables(skipped)
+    assert len(skipped.query("SELECT * FROM drizzle.__drizzle_migrations")) == 2
     assert applied_files(migrate(pg_db.url, folder)) == ["0001_posts.sql"]
 
 

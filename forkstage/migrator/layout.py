@@ -10,8 +10,9 @@ Three layouts are recognised:
 - ``plain``: ordered ``NNNN_name.sql`` files, each run as one multi-statement script.
 
 The hash is Drizzle's: sha256 hex of the file decoded as UTF-8 and encoded again (so equal to the
-raw bytes' hash for valid UTF-8). Drizzle's journal layout, from some versions on, hashes the text
-with CRLF turned into LF; ``alt_sha256`` carries that variant so neither is taken for an edit.
+raw bytes' hash for valid UTF-8), CRLF line ends included (drizzle-orm 0.45 and 1.0 hash the file
+as read). A journal file checked out with the other line ends (git's autocrlf) is the same
+migration: ``alt_sha256``, the hash with CRLF turned into LF, is not taken for an edit either.
 """
 
 from __future__ import annotations
