@@ -119,6 +119,10 @@ def test_the_github_pipeline_rehearsed_on_an_init_app(installed: Installed, tmp_
     serial = outcome["staging_serial"]
     assert isinstance(serial["before"], int) and serial["before"] >= 1
     assert serial["after"] == serial["before"]
+    # the prune asked the `gh` stand-in for the open pull requests: none, and pr-4 is gone
+    assert steps[-1]["step"] == "Prune" and steps[-1]["output"].strip().endswith(
+        "nothing to prune"
+    ), steps[-1]
 
 
 def test_a_missing_app_interpreter_fails_the_rehearsal_at_synth(

@@ -33,8 +33,9 @@ def _env() -> dict[str, str]:
 
 
 def _forkstage(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """This checkout's forkstage (-P: not the clone's, which only the jobs install)."""
     return procs.run(
-        [sys.executable, "-m", "forkstage", *args], cwd=cwd, env=_env(), timeout=timeout
+        [sys.executable, "-P", "-m", "forkstage", *args], cwd=cwd, env=_env(), timeout=timeout
     )
 
 
@@ -102,3 +103,9 @@ def test_the_gitlab_pipeline_rehearsed_on_this_repository(tmp_path: Path) -> Non
     serial = outcome["staging_serial"]
     assert isinstance(serial["before"], int) and serial["before"] >= 1
     assert serial["after"] == serial["before"]
+    # with FORKSTAGE_GITLAB_TOKEN set, the note was posted and the prune listed the open merge
+    # requests through the API stand-in (none open: the closed preview is already gone)
+    outputs = {(s["job"], s["step"][:20]): s["output"] for s in steps}
+    assert "is not set" not in outputs[("deploy-preview", "# One note per merge")]
+    prune = outputs[("prune", "# Closed merge reque")]
+    assert "is not set" not in prune and prune.strip().endswith("nothing to prune"), prune

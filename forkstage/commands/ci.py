@@ -207,7 +207,7 @@ def rehearse_command(
     passed, 1 when one failed, 2 for bad input.
 
     --json prints {"ok", "target", "work", "seconds", "steps": [{"job", "step", "code",
-    "seconds", "skipped", "output" (failed ones)}], "environment_url", "comment_file", "comment",
+    "seconds", "skipped", "output" (its tail)}], "environment_url", "comment_file", "comment",
     "worker": {"url", "local_url", "status", "body"}, "staging_serial": {"before", "after"}}.
 
     Example: forkstage ci rehearse github --pr 7
@@ -260,8 +260,7 @@ def rehearse_command(
     if as_json:
         steps = [
             {"job": r.job, "step": r.name, "code": r.code, "seconds": round(r.seconds, 1)}
-            | {"skipped": r.skipped}
-            | ({"output": r.output[-4000:]} if r.code != 0 else {})
+            | {"skipped": r.skipped, "output": r.output[-4000:]}
             for r in outcome.results
         ]
         doc = {
