@@ -376,15 +376,12 @@ def test_github_secrets_only_reach_forkstage_steps_through_env() -> None:
     # the workers.dev subdomain names the preview URL: a repository variable, not a secret
     subdomain = {"CLOUDFLARE_WORKERS_SUBDOMAIN": "${{ vars.CLOUDFLARE_WORKERS_SUBDOMAIN }}"}
     # issue 20: the bucket, region and Neon org reach the jobs (repository variables)
+    # (the org also to the outputs and summary steps: the summary's target line names it)
     variables = {
         name: f"${{{{ vars.{name} }}}}"
-        for name in ("FORKSTAGE_BACKEND_BUCKET", "FORKSTAGE_BACKEND_REGION")
+        for name in ("FORKSTAGE_BACKEND_BUCKET", "FORKSTAGE_BACKEND_REGION", "NEON_ORG_ID")
     } | subdomain
-    cloud = (
-        {name: f"${{{{ secrets.{name} }}}}" for name in SECRETS}
-        | variables
-        | {"NEON_ORG_ID": "${{ vars.NEON_ORG_ID }}"}
-    )
+    cloud = {name: f"${{{{ secrets.{name} }}}}" for name in SECRETS} | variables
     state = {name: f"${{{{ secrets.{name} }}}}" for name in STATE} | variables
     # pull-request jobs get the PR-scoped state credential, the owner's only main and prune
     pr_scoped = {

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from forkstage.rehearse_fakes import ORG
 from tests import procs
 from tests.installed import APP_NAME, Installed
 
@@ -113,6 +114,8 @@ def test_the_github_pipeline_rehearsed_on_an_init_app(installed: Installed, tmp_
     assert comment.startswith(COMMENT_MARKER + "\n"), comment
     assert f"### Preview `pr-{PR}`" in comment
     assert url in comment
+    # the Summarize step gets the org id (a variable, not a secret): the comment names the org
+    assert f"Neon org {ORG}," in comment and "personal account" not in comment, comment
     schema = comment.split(SCHEMA_HEADING, 1)[1]
     assert schema.strip() == "No schema changes.", comment
     # the destroy left staging's state as the PR's deploy found it
