@@ -35,9 +35,7 @@ def local() -> Iterator[LocalCloud]:
     try:
         yield box
     finally:
-        for stage in ("pr-301", "staging"):
-            box.run("destroy", "--stage", stage)
-        box.run("local", "down")
+        box.discard()
 
 
 def test_every_stage_kind_plans_against_the_standins(local: LocalCloud) -> None:

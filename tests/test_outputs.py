@@ -35,7 +35,7 @@ def local() -> Iterator[LocalCloud]:
         box.ok("deploy", "--stage", "pr-147")
         yield box
     finally:
-        box.clean_up()
+        box.discard()
 
 
 def _forkstage(local: LocalCloud, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -72,9 +72,7 @@ def local() -> Iterator[LocalCloud]:
     try:
         yield box
     finally:
-        for stage in ("pr-147", "staging"):
-            box.run("destroy", "--stage", stage)
-        box.run("local", "down")
+        box.discard()
 
 
 def test_schema_diff_summary_section_and_reset(
