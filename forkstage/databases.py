@@ -122,7 +122,9 @@ class ProjectDatabases:
 
             return connect_overrides(url, Path(home))
         # `ci rehearse` runs the cloud target on stand-in providers: its endpoints are local too
-        rehearsal = bool(self.environ.get("FORKSTAGE_REHEARSAL_PROVIDERS"))
+        from forkstage.engine import REHEARSAL_PROVIDERS_HOOK
+
+        rehearsal = bool(self.environ.get(REHEARSAL_PROVIDERS_HOOK))
         if self.found.settings.target != "local" and not rehearsal:
             return {}
         from localcloud.endpoints import connect_overrides
