@@ -88,6 +88,4 @@ class LocalCloud:
                 break
             for stage in sorted(left, key=lambda s: s == "staging"):
                 self.run("destroy", "--stage", stage, "--force", "--cascade")
-        self.run("local", "down")
-        if not self.processes():
-            shutil.rmtree(self.home, ignore_errors=True)
+        self.discard()

@@ -20,11 +20,9 @@ import yaml
 from forkstage.rehearse_fakes import ORG
 from tests import procs
 from tests.installed import APP_NAME, Installed
+from tests.rehearsal import check_preview_outcome
 
 PR = 4
-OWNER = "staging"
-SCHEMA_HEADING = f"#### Schema changes against `{OWNER}`"
-COMMENT_MARKER = "<!-- forkstage-preview -->"
 WORKFLOW = ".github/workflows/forkstage-preview.yml"
 
 
@@ -93,35 +91,14 @@ def test_the_github_pipeline_rehearsed_on_an_init_app(installed: Installed, tmp_
     deploys = [s for s in steps if s["step"] in ("Deploy", "Destroy")]
     assert [s["job"] for s in deploys] == ["deploy-staging", "deploy-preview", "destroy-preview"]
     assert all(s["seconds"] > 1 for s in deploys), deploys  # Terraform ran, not a no-op
-    checks = [s["step"] for s in steps if s["job"] == "rehearsal"]
-    url = f"https://{APP_NAME}-api-pr-{PR}.acme.workers.dev"
-    assert checks == [
-        f"the preview Worker answers: GET {url}/health",
-        f"the pull request's jobs left {OWNER} unchanged: serial "
-        f"{outcome['staging_serial']['before']} -> {outcome['staging_serial']['after']}",
-        f"the preview Worker {APP_NAME}-api-pr-{PR} is gone",
-    ]
-    # the environment URL is the workers.dev one; the local cloud's Worker behind it answered
-    # /health from the preview's own branch
-    assert outcome["environment_url"] == url
+    url, comment = check_preview_outcome(outcome, app=APP_NAME, pr=PR)
+    # the Worker answered /health from the preview's own branch
     worker = outcome["worker"]
-    assert worker["status"] == 200, worker
     assert json.loads(worker["body"]) == {"ok": True, "database": "app"}
     assert worker["local_url"].startswith("http://127.0.0.1:")
-    # the PR-opened comment: the summary with its schema section, compared (not an error)
-    comment = outcome["comment"]
-    assert Path(outcome["comment_file"]).read_text() == comment
-    assert comment.startswith(COMMENT_MARKER + "\n"), comment
-    assert f"### Preview `pr-{PR}`" in comment
     assert url in comment
     # the Summarize step gets the org id (a variable, not a secret): the comment names the org
     assert f"Neon org {ORG}," in comment and "personal account" not in comment, comment
-    schema = comment.split(SCHEMA_HEADING, 1)[1]
-    assert schema.strip() == "No schema changes.", comment
-    # the destroy left staging's state as the PR's deploy found it
-    serial = outcome["staging_serial"]
-    assert isinstance(serial["before"], int) and serial["before"] >= 1
-    assert serial["after"] == serial["before"]
     # the prune asked the `gh` stand-in for the open pull requests: none, and pr-4 is gone
     assert steps[-1]["step"] == "Prune" and steps[-1]["output"].strip().endswith(
         "nothing to prune"

@@ -15,13 +15,11 @@ from pathlib import Path
 import yaml
 
 from tests import procs
+from tests.rehearsal import check_preview_outcome
 
 REPO = Path(__file__).resolve().parent.parent
 PR = 5
-OWNER = "staging"
 APP = "forkstage"  # forkstage.toml [app] name
-SCHEMA_HEADING = f"#### Schema changes against `{OWNER}`"
-COMMENT_MARKER = "<!-- forkstage-preview -->"
 
 
 def _env() -> dict[str, str]:
@@ -82,27 +80,8 @@ def test_the_gitlab_pipeline_rehearsed_on_this_repository(tmp_path: Path) -> Non
     deploys = [s for s in steps if s["step"].startswith("forkstage deploy")]
     assert [s["job"] for s in deploys] == ["deploy-staging", "deploy-preview"]
     assert all(s["seconds"] > 1 for s in deploys), deploys
-    url = f"https://{APP}-api-pr-{PR}.acme.workers.dev"
-    assert [s["step"] for s in steps if s["job"] == "rehearsal"] == [
-        f"the preview Worker answers: GET {url}/health",
-        f"the pull request's jobs left {OWNER} unchanged: serial "
-        f"{outcome['staging_serial']['before']} -> {outcome['staging_serial']['after']}",
-        f"the preview Worker {APP}-api-pr-{PR} is gone",
-    ]
-    # the dotenv report's WORKER_URL is the environment URL; the Worker behind it answered
-    assert outcome["environment_url"] == url
-    worker = outcome["worker"]
-    assert worker["status"] == 200, worker
-    assert json.loads(worker["body"])["ok"] is True
-    # the note the job's own curl posted to the GitLab stand-in: marker, summary, schema section
-    comment = outcome["comment"]
-    assert Path(outcome["comment_file"]).read_text() == comment
-    assert comment.startswith(COMMENT_MARKER + "\n"), comment
-    assert f"### Preview `pr-{PR}`" in comment
-    assert comment.split(SCHEMA_HEADING, 1)[1].strip() == "No schema changes.", comment
-    serial = outcome["staging_serial"]
-    assert isinstance(serial["before"], int) and serial["before"] >= 1
-    assert serial["after"] == serial["before"]
+    check_preview_outcome(outcome, app=APP, pr=PR)
+    assert json.loads(outcome["worker"]["body"])["ok"] is True
     # with FORKSTAGE_GITLAB_TOKEN set, the note was posted and the prune listed the open merge
     # requests through the API stand-in (none open: the closed preview is already gone)
     outputs = {(s["job"], s["step"][:20]): s["output"] for s in steps}
