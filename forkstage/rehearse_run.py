@@ -189,13 +189,18 @@ def state_serial(secrets: dict[str, str], stage: str) -> int | None:
     return int(json.loads(raw)["serial"])
 
 
+def _script_of(url: str) -> str:
+    """The Worker script behind a workers.dev URL: its host's first label
+    (``<script>.<subdomain>.workers.dev``)."""
+    return (urlsplit(url).hostname or "").split(".")[0]
+
+
 def probe_worker(home: Path, url: str) -> tuple[Result, dict[str, Any]]:
-    """GET /health of the preview Worker the local cloud runs for the environment URL (its
-    host's first label is the script: ``<script>.<subdomain>.workers.dev``)."""
+    """GET /health of the preview Worker the local cloud runs for the environment URL."""
     from localcloud import live_workers
 
     started = time.monotonic()
-    script = (urlsplit(url).hostname or "").split(".")[0]
+    script = _script_of(url)
     name = f"the preview Worker answers: GET {url}/health"
     worker = live_workers.attach(home, script) if script else None
     if worker is None:
@@ -319,7 +324,7 @@ def _after(
         after = outcome.staging_serial["after"] = state_serial(secrets, owner)
         name = f"the pull request's jobs left {owner} unchanged: serial {before} -> {after}"
         same = Result("rehearsal", name, 0 if before == after and before is not None else 1, 0.0)
-        script = (urlsplit(outcome.url).hostname or "").split(".")[0]
+        script = _script_of(outcome.url)
         from localcloud import live_workers
 
         alive = bool(script) and live_workers.attach(work / "home", script) is not None
